@@ -1,0 +1,1 @@
+"""Model runtimes behind one small protocol (`ghostfill.backends.base.Backend`)."""

@@ -1,0 +1,115 @@
+"""The backend protocol: stream tokens for a prompt under a deadline and a cancel signal.
+
+Stop rules live in the context engine (`ghostfill.completion.stopping`) and are consulted per
+token, so every backend stops at the same clean boundaries and none stops later than one
+token after a cancel or a deadline.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from ghostfill.completion.tokenizer import Tokenizer
+
+StopReason = Literal[
+    "stop_token", "stop_rule", "max_tokens", "deadline", "cancelled", "context_full", "error"
+]
+
+
+class CancelToken:
+    """Set by whoever no longer wants the answer; checked by the backend between tokens."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        self.reason = reason
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+class Stopper(Protocol):
+    def check(self, text: str) -> int | None:
+        """Length of `text` to keep if generation must stop now, else None."""
+        ...
+
+    def cut_at_deadline(self, text: str) -> str:
+        """What of a partial answer is worth showing when time is up."""
+        ...
+
+
+@dataclass
+class GenerationRequest:
+    tokens: list[int]
+    max_tokens: int
+    stop_ids: frozenset[int] = frozenset()
+    stopper: Stopper | None = None
+    #: Absolute `time.monotonic()` deadline; None means no budget.
+    deadline: float | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+    #: Called with each new piece of text as it is decoded (streaming).
+    on_text: Callable[[str], None] | None = None
+    #: When the keystroke that caused the request happened (monotonic), for queue timing.
+    created: float = field(default_factory=time.monotonic)
+    #: Allow speculative drafts (prompt lookup or a draft model), when the backend has them.
+    speculative: bool = True
+    temperature: float = 0.0
+    #: Raw prompt text for backends whose server tokenizes itself (remote engines).
+    prompt_text: str | None = None
+
+
+@dataclass
+class Timings:
+    queued_ms: float = 0.0
+    prompt_ms: float = 0.0
+    first_token_ms: float = 0.0
+    decode_ms: float = 0.0
+    total_ms: float = 0.0
+    prompt_tokens: int = 0
+    reused_tokens: int = 0
+    evaluated_tokens: int = 0
+    generated_tokens: int = 0
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return 1000.0 * self.generated_tokens / self.decode_ms if self.decode_ms > 0 else 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        out = {k: round(v, 3) if isinstance(v, float) else v for k, v in vars(self).items()}
+        out["decode_tokens_per_s"] = round(self.decode_tokens_per_s, 2)
+        return out
+
+
+@dataclass
+class Generation:
+    text: str
+    tokens: list[int]
+    stop_reason: StopReason
+    timings: Timings
+
+
+class Backend(Protocol):
+    name: str
+    model_name: str
+    tokenizer: Tokenizer
+    context_length: int
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        """Generate greedily (or sampled) until a stop; never raise for cancel or deadline."""
+        ...
+
+    def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
+        """Prefill `tokens` into the cache ahead of a request; returns tokens evaluated."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,219 @@
+"""Quantized CPU backend on llama.cpp (llama-cpp-python), reusing the KV cache.
+
+We drive llama.cpp's batch API ourselves instead of `Llama.create_completion` because we need
+(1) control tokens inserted by id (its `suffix=` path inserts token 0 for every FIM marker),
+(2) a check after every token for cancel, deadline and stop rules, and
+(3) exact bookkeeping of which prompt tokens sit in the KV cache, so a keystroke only
+evaluates the tokens after the longest common prefix with the previous request.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ghostfill.backends.base import CancelToken, Generation, GenerationRequest, Timings
+from ghostfill.completion.tokenizer import LlamaCppTokenizer, StreamDecoder
+from ghostfill.errors import BackendError, ModelLoadError
+from ghostfill.models import check_gguf
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    # Compare in slices first: prompts share long prefixes, element loops are slow in Python.
+    step = 256
+    while i + step <= n and a[i : i + step] == b[i : i + step]:
+        i += step
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class LlamaCppBackend:
+    name = "llamacpp"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        context_length: int | None = None,
+        threads: int | None = None,
+        batch_size: int = 256,
+        model_name: str = "",
+    ) -> None:
+        path = Path(model_path)
+        check_gguf(path)
+        try:
+            import llama_cpp
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ModelLoadError(
+                "the CPU backend needs llama-cpp-python: pip install 'ghostfill[cpu]'"
+            ) from e
+        n_threads = threads or max(1, os.cpu_count() or 1)
+        try:
+            probe = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+            n_ctx_train = probe._model.n_ctx_train()
+            del probe
+            n_ctx = min(context_length or n_ctx_train, n_ctx_train) if n_ctx_train > 0 else (
+                context_length or 2048
+            )
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=batch_size,
+                n_ubatch=batch_size,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as e:
+            raise ModelLoadError(f"cannot load {path.name}: {str(e).splitlines()[0]}") from e
+        self.model_name = model_name or path.name
+        self.model_path = path
+        self.context_length = n_ctx
+        self.batch_size = batch_size
+        self.tokenizer = LlamaCppTokenizer(self._llm, name=self.model_name)
+        self._n_vocab = self._llm._model.n_vocab()
+        self._lock = threading.Lock()
+        #: Token ids whose keys/values are in the KV cache (sequence 0), in order.
+        self._cached: list[int] = []
+
+    # -- cache management -------------------------------------------------------------
+    def _truncate_cache(self, keep: int) -> None:
+        if keep < len(self._cached):
+            self._llm._ctx.kv_cache_seq_rm(0, keep, -1)
+            del self._cached[keep:]
+
+    def _decode(self, tokens: list[int]) -> None:
+        """Evaluate `tokens` after the cache in one batch; logits only for the last one."""
+        batch = self._llm._batch
+        batch.set_batch(batch=tokens, n_past=len(self._cached), logits_all=False)
+        try:
+            self._llm._ctx.decode(batch)
+        except RuntimeError as e:
+            # A failed decode leaves the cache in an unknown state: start over next time.
+            self._llm._ctx.kv_cache_clear()
+            self._cached.clear()
+            raise BackendError(f"llama.cpp decode failed: {e}") from e
+        self._cached.extend(tokens)
+
+    def _last_logits(self) -> np.ndarray:
+        ptr = self._llm._ctx.get_logits_ith(-1)
+        return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
+                                     shape=(self._n_vocab,))
+
+    def _prefill(self, tokens: list[int], cancel: CancelToken | None,
+                 deadline: float | None) -> tuple[int, int, bool]:
+        """Bring the cache to `tokens`; returns (reused, evaluated, finished).
+
+        Chunks already evaluated stay in the cache when a cancel or deadline interrupts, so
+        the next keystroke continues where this one stopped instead of starting over.
+        """
+        reused = _common_prefix(self._cached, tokens)
+        if reused == len(tokens):
+            reused -= 1  # the last token must be evaluated again to get its logits
+        self._truncate_cache(reused)
+        evaluated = 0
+        pos = reused
+        while pos < len(tokens):
+            if cancel is not None and cancel.cancelled:
+                return reused, evaluated, False
+            if deadline is not None and time.monotonic() >= deadline:
+                return reused, evaluated, False
+            chunk = tokens[pos : pos + self.batch_size]
+            self._decode(chunk)
+            pos += len(chunk)
+            evaluated += len(chunk)
+        return reused, evaluated, True
+
+    # -- Backend protocol -------------------------------------------------------------
+    def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
+        tokens = tokens[: self.context_length - 1]
+        if not tokens:
+            return 0
+        with self._lock:
+            _, evaluated, _ = self._prefill(tokens, cancel, None)
+            return evaluated
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        timings = Timings(prompt_tokens=len(request.tokens))
+        if not request.tokens:
+            raise BackendError("empty prompt")
+        if len(request.tokens) >= self.context_length:
+            raise BackendError(
+                f"prompt of {len(request.tokens)} tokens does not fit the "
+                f"{self.context_length}-token context"
+            )
+        with self._lock:
+            start = time.monotonic()
+            timings.queued_ms = (start - request.created) * 1000
+            if request.cancel.cancelled:
+                return Generation("", [], "cancelled", timings)
+            reused, evaluated, finished = self._prefill(
+                request.tokens, request.cancel, request.deadline
+            )
+            timings.reused_tokens, timings.evaluated_tokens = reused, evaluated
+            after_prompt = time.monotonic()
+            timings.prompt_ms = (after_prompt - start) * 1000
+            if not finished:
+                reason = "cancelled" if request.cancel.cancelled else "deadline"
+                timings.total_ms = (after_prompt - request.created) * 1000
+                return Generation("", [], reason, timings)
+            result = self._decode_loop(request, timings, after_prompt)
+            timings.total_ms = (time.monotonic() - request.created) * 1000
+            return result
+
+    def _decode_loop(self, request: GenerationRequest, timings: Timings,
+                     t0: float) -> Generation:
+        decoder = StreamDecoder(self.tokenizer)
+        text = ""
+        out: list[int] = []
+        reason = "max_tokens"
+        room = self.context_length - len(self._cached)
+        limit = min(request.max_tokens, room)
+        for _ in range(limit):
+            token = int(np.argmax(self._last_logits()))
+            if token in request.stop_ids:
+                reason = "stop_token"
+                break
+            out.append(token)
+            piece = decoder.push(token)
+            if not timings.first_token_ms:
+                timings.first_token_ms = (time.monotonic() - request.created) * 1000
+            if piece:
+                text += piece
+                if request.on_text is not None:
+                    request.on_text(piece)
+            if request.stopper is not None:
+                cut = request.stopper.check(text)
+                if cut is not None:
+                    text = text[:cut]
+                    reason = "stop_rule"
+                    break
+            if request.cancel.cancelled:
+                reason = "cancelled"
+                break
+            if request.deadline is not None and time.monotonic() >= request.deadline:
+                reason = "deadline"
+                if request.stopper is not None:
+                    text = request.stopper.cut_at_deadline(text)
+                break
+            if len(out) == limit:
+                reason = "context_full" if room < request.max_tokens else "max_tokens"
+                break
+            self._decode([token])
+        text += decoder.flush() if reason in ("max_tokens", "stop_token", "context_full") else ""
+        timings.generated_tokens = len(out)
+        timings.decode_ms = (time.monotonic() - t0) * 1000
+        return Generation(text, out, reason, timings)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        with self._lock:
+            self._llm.close()

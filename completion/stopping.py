@@ -1,0 +1,86 @@
+"""Stop rules checked after every generated token.
+
+Stopping early is where latency is won: a single-line suggestion ends at the newline, a block
+ends at the first line indented less than the cursor's block or at a blank line, and nothing is
+generated past a line that repeats the text after the cursor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TAB_WIDTH = 4
+
+
+def indent_width(line: str) -> int:
+    width = 0
+    for ch in line:
+        if ch == " ":
+            width += 1
+        elif ch == "\t":
+            width += TAB_WIDTH - width % TAB_WIDTH
+        else:
+            break
+    return width
+
+
+@dataclass
+class LineStopper:
+    """Stop rules for one request.
+
+    `multiline`: whether the answer may span lines. `block_indent`: indentation of the block the
+    cursor is in; a later non-blank line indented less ends the answer. `cursor_line_prefix`: the
+    text before the cursor on its line, which the first generated line continues.
+    `next_line`: the first non-blank line after the cursor; generating it again means the answer
+    has run into the suffix.
+    """
+
+    multiline: bool
+    block_indent: int = 0
+    cursor_line_prefix: str = ""
+    next_line: str = ""
+    max_lines: int = 64
+
+    def check(self, text: str) -> int | None:
+        newline = text.find("\n")
+        if newline < 0:
+            return None
+        if not self.multiline:
+            if text[:newline].strip() or self.cursor_line_prefix.strip() == "":
+                return newline
+            # The cursor ends a line (`def f():|`): the one line to suggest is the next one.
+            following = text.find("\n", newline + 1)
+            if following < 0:
+                return None
+            if not text[newline + 1 : following].strip():
+                return newline
+            return following
+        # Only complete lines are judged; the line being generated may still change.
+        start = 0
+        lines_seen = 0
+        while True:
+            end = text.find("\n", start)
+            if end < 0:
+                return None
+            line = text[start:end]
+            full = self.cursor_line_prefix + line if start == 0 else line
+            lines_seen += 1
+            if start > 0:
+                if not line.strip():
+                    # First blank line ends a multi-line answer (drop the blank line too).
+                    return start - 1
+                if indent_width(full) < self.block_indent:
+                    return start - 1
+                if self.next_line and line.strip() == self.next_line.strip():
+                    return start - 1
+            if lines_seen >= self.max_lines:
+                return end
+            start = end + 1
+
+    def cut_at_deadline(self, text: str) -> str:
+        """At the deadline keep only whole lines (a half line is rarely valid code)."""
+        cut = self.check(text)
+        if cut is not None:
+            text = text[:cut]
+        newline = text.rfind("\n")
+        return text[:newline] if newline >= 0 else ""

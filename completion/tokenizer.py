@@ -1,0 +1,202 @@
+"""One tokenizer abstraction for every backend.
+
+Budgets are counted with the model's own tokenizer, and user text is always tokenized as
+plain text: a file that literally contains `<fim_middle>` must not produce the control token.
+Control tokens enter a prompt only by id, looked up through `special_id`.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What the context engine and the prompt renderer need from a tokenizer."""
+
+    name: str
+    bos_id: int | None
+    eos_ids: frozenset[int]
+    add_bos: bool
+    vocab_size: int
+
+    def encode(self, text: str) -> list[int]:
+        """Tokenize `text` as plain text: no BOS, special-token strings stay text."""
+        ...
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        """Raw bytes of the tokens (a token may hold part of a UTF-8 character)."""
+        ...
+
+    def special_id(self, piece: str) -> int | None:
+        """Id of the control token spelled `piece`, or None when the vocabulary has none."""
+        ...
+
+
+def count_tokens(tokenizer: Tokenizer, text: str) -> int:
+    return len(tokenizer.encode(text)) if text else 0
+
+
+def decode(tokenizer: Tokenizer, ids: Sequence[int]) -> str:
+    return tokenizer.decode_bytes(ids).decode("utf-8", errors="replace")
+
+
+class StreamDecoder:
+    """Turns a stream of token ids into text without splitting UTF-8 characters."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        return self._decoder.decode(self._tokenizer.decode_bytes([token_id]))
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+
+class LlamaCppTokenizer:
+    """Tokenizer of a llama.cpp model (a full GGUF or a `vocab_only` one)."""
+
+    def __init__(self, llama: Any, name: str = "") -> None:
+        self._llama = llama
+        model = llama._model
+        self.name = name or "llama.cpp"
+        bos = model.token_bos()
+        self.bos_id = bos if bos >= 0 else None
+        self.eos_ids = frozenset(t for t in (model.token_eos(), model.token_eot()) if t >= 0)
+        self.add_bos = bool(model.add_bos_token()) and self.bos_id is not None
+        self.vocab_size = model.n_vocab()
+        self._special_cache: dict[str, int | None] = {}
+        self._pieces: dict[tuple[int, bool], bytes] = {}
+        # Keystroke path: the same lines are tokenized again and again.
+        self._encode_cached = lru_cache(maxsize=8192)(self._encode_uncached)
+
+    @classmethod
+    def from_gguf(cls, path: str) -> LlamaCppTokenizer:
+        import llama_cpp
+
+        llama = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        return cls(llama, name=str(path))
+
+    def _encode_uncached(self, text: str) -> tuple[int, ...]:
+        data = text.encode("utf-8", errors="surrogatepass")
+        if not data:
+            return ()
+        return tuple(self._llama._model.tokenize(data, add_bos=False, special=False))
+
+    def encode(self, text: str) -> list[int]:
+        if len(text) <= 256:
+            return list(self._encode_cached(text))
+        return list(self._encode_uncached(text))
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        return b"".join(self.piece(t) for t in ids)
+
+    def special_id(self, piece: str) -> int | None:
+        if piece not in self._special_cache:
+            self._special_cache[piece] = self._lookup_special(piece)
+        return self._special_cache[piece]
+
+    def _lookup_special(self, piece: str) -> int | None:
+        model = self._llama._model
+        as_special = model.tokenize(piece.encode(), add_bos=False, special=True)
+        if len(as_special) != 1:
+            return None
+        as_text = model.tokenize(piece.encode(), add_bos=False, special=False)
+        # A control token is one id when parsed as special and more (or other) ids as text.
+        if list(as_text) == list(as_special):
+            return None
+        return int(as_special[0])
+
+    def piece(self, token_id: int, special: bool = False) -> bytes:
+        """Bytes of one token (control tokens render as empty unless `special`)."""
+        key = (int(token_id), special)
+        cached = self._pieces.get(key)
+        if cached is None:
+            cached = self._pieces[key] = self._token_to_piece(*key)
+        return cached
+
+    def _token_to_piece(self, token_id: int, special: bool) -> bytes:
+        # llama-cpp-python's own token_to_piece returns its whole 32-byte buffer (NULs
+        # included) and truncates longer pieces; call the C function and honour its length.
+        import ctypes
+
+        import llama_cpp
+
+        vocab = self._llama._model.vocab
+        size = 64
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(vocab, token_id, buf, size, 0, special)
+            if n < 0:
+                size = -n
+                continue
+            return buf.raw[:n]
+
+
+class HFTokenizer:
+    """Tokenizer of a Hugging Face model (`transformers.PreTrainedTokenizerBase`)."""
+
+    def __init__(self, tokenizer: Any, name: str = "") -> None:
+        self._tok = tokenizer
+        self.name = name or getattr(tokenizer, "name_or_path", "hf")
+        self.bos_id = tokenizer.bos_token_id
+        eos = tokenizer.eos_token_id
+        self.eos_ids = frozenset([eos] if isinstance(eos, int) else (eos or []))
+        # BOS is added when the tokenizer would add it to plain text itself.
+        probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+        self.add_bos = self.bos_id is not None and bool(probe) and probe[0] == self.bos_id
+        self.vocab_size = len(tokenizer)
+        self._added = dict(tokenizer.get_added_vocab())
+        self._byte_decoder = _bytes_to_unicode_inverse()
+
+    def encode(self, text: str) -> list[int]:
+        if not text:
+            return []
+        tok = self._tok
+        # `split_special_tokens` keeps `<fim_middle>` in user text as ordinary text.
+        try:
+            return list(tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+        except TypeError:  # very old tokenizers: no split_special_tokens
+            return list(tok.encode(text, add_special_tokens=False))
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        tokens = self._tok.convert_ids_to_tokens([int(i) for i in ids])
+        out = bytearray()
+        for token in tokens:
+            if token is None:
+                continue
+            out += _token_bytes(token, self._byte_decoder)
+        return bytes(out)
+
+    def special_id(self, piece: str) -> int | None:
+        return self._added.get(piece)
+
+
+def _token_bytes(token: str, byte_decoder: dict[str, int]) -> bytes:
+    """Bytes of one vocabulary entry (byte-level BPE or SentencePiece form)."""
+    if token.startswith("<0x") and token.endswith(">") and len(token) == 6:
+        return bytes([int(token[3:5], 16)])
+    if all(ch in byte_decoder for ch in token):
+        return bytes(byte_decoder[ch] for ch in token)
+    return token.replace("\u2581", " ").encode("utf-8")
+
+
+@lru_cache(maxsize=1)
+def _bytes_to_unicode_inverse() -> dict[str, int]:
+    # GPT-2 byte-level BPE maps every byte to a printable character; this is its inverse.
+    bs = list(range(ord("!"), ord("~") + 1))
+    bs += list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+

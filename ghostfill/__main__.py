@@ -1,0 +1,3 @@
+from ghostfill.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,208 @@
+"""Typed configuration, validated at the edge.
+
+One dataclass tree serves the CLI, `initializationOptions` and
+`workspace/didChangeConfiguration`. Values arrive as untyped JSON, so `Config.updated` checks
+every key and type and raises `ConfigError` naming the offending key; callers keep the previous
+configuration when that happens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ghostfill.errors import ConfigError
+
+Backend = Literal["auto", "llamacpp", "transformers", "openai", "infill"]
+Multiline = Literal["auto", "always", "never"]
+FimOrder = Literal["auto", "psm", "spm"]
+Speculative = Literal["auto", "off", "prompt-lookup", "draft"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model runs and how it is loaded."""
+
+    #: Preset name (`ghostfill models`), a local GGUF file, a local HF directory or an HF repo id.
+    name: str = "gemma3-270m"
+    backend: Backend = "auto"
+    #: FIM template name from the registry, or "auto" to detect it from the vocabulary.
+    template: str = "auto"
+    fim_order: FimOrder = "auto"
+    #: Context window in tokens; None takes the preset's (or the model's) own.
+    context_length: int | None = None
+    #: Draft model for speculative decoding (preset, path or repo id).
+    draft: str | None = None
+    speculative: Speculative = "auto"
+    device: Device = "auto"
+    threads: int | None = None
+    #: Run code shipped with a model repository. Off unless the user opts in.
+    trust_remote_code: bool = False
+    #: Never touch the network, even for models that are not cached yet.
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """How the prompt window is assembled."""
+
+    #: Share of the window budget given to the prefix (the rest goes to the suffix).
+    prefix_share: float = 0.75
+    #: Cap on suffix tokens; a short suffix keeps the KV cache reusable between keystrokes.
+    max_suffix_tokens: int = 256
+    cross_file: bool = True
+    cross_file_tokens: int = 256
+
+
+@dataclass(frozen=True)
+class CompletionConfig:
+    """What a completion may be."""
+
+    max_tokens: int = 64
+    #: Keystroke to suggestion budget; at the deadline the backend stops at a clean boundary.
+    latency_budget_ms: int = 2000
+    multiline: Multiline = "auto"
+    temperature: float = 0.0
+    #: Language ids for which completion is off (e.g. ["markdown", "plaintext"]).
+    disabled_languages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Behaviour of the language server itself."""
+
+    debounce_ms: int = 40
+    cache_size: int = 256
+    prefetch: bool = True
+    warm_on_open: bool = True
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """Where a remote backend sends generation (only used by the `openai`/`infill` backends)."""
+
+    endpoint: str = ""
+    model: str = ""
+    #: Name of the environment variable that holds the API key; the key itself is never stored.
+    api_key_env: str = "GHOSTFILL_API_KEY"
+    headers: tuple[tuple[str, str], ...] = ()
+    verify_tls: bool = True
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+    completion: CompletionConfig = field(default_factory=CompletionConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    remote: RemoteConfig = field(default_factory=RemoteConfig)
+
+    def updated(self, values: Any) -> Config:
+        """Return a copy with `values` (a nested dict, camelCase or snake_case keys) applied."""
+        if values is None:
+            return self
+        new = _apply(self, values, "")
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        checks = [
+            (0.0 < self.context.prefix_share <= 1.0, "context.prefix_share must be in (0, 1]"),
+            (self.context.max_suffix_tokens >= 0, "context.max_suffix_tokens must be >= 0"),
+            (self.context.cross_file_tokens >= 0, "context.cross_file_tokens must be >= 0"),
+            (1 <= self.completion.max_tokens <= 4096, "completion.max_tokens must be 1..4096"),
+            (self.completion.latency_budget_ms > 0, "completion.latency_budget_ms must be > 0"),
+            (self.completion.temperature >= 0, "completion.temperature must be >= 0"),
+            (self.server.debounce_ms >= 0, "server.debounce_ms must be >= 0"),
+            (self.server.cache_size >= 0, "server.cache_size must be >= 0"),
+            (
+                self.model.context_length is None or self.model.context_length >= 64,
+                "model.context_length must be >= 64",
+            ),
+            (self.model.threads is None or self.model.threads >= 1, "model.threads must be >= 1"),
+            (bool(self.model.name.strip()), "model.name must not be empty"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"invalid configuration: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def _apply(obj: Any, values: Any, path: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"invalid configuration: {path or 'options'} must be an object")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    changes: dict[str, Any] = {}
+    for raw_key, value in values.items():
+        key = _snake(str(raw_key))
+        where = f"{path}{key}"
+        if key not in names:
+            raise ConfigError(f"invalid configuration: unknown key '{where}'")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _apply(current, value, where + ".")
+        else:
+            changes[key] = _coerce(value, hints[key], where)
+    return dataclasses.replace(obj, **changes)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"invalid configuration: {where}")
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"invalid configuration: {where} must be one of {allowed}")
+        return value
+    if origin is tuple:
+        if isinstance(value, dict) and args and typing.get_origin(args[0]) is tuple:
+            value = list(value.items())
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"invalid configuration: {where} must be a list")
+        item = args[0] if args else Any
+        return tuple(_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"invalid configuration: {where} must be true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"invalid configuration: {where} must be an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"invalid configuration: {where} must be a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"invalid configuration: {where} must be a string")
+        return value
+    raise ConfigError(f"invalid configuration: {where} has an unsupported type")

@@ -1,0 +1,1 @@
+"""ghostfill subpackage."""
