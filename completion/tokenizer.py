@@ -8,9 +8,31 @@ Control tokens enter a prompt only by id, looked up through `special_id`.
 from __future__ import annotations
 
 import codecs
+import ctypes
+import logging
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
+
+_log = logging.getLogger("ghostfill.llama_cpp")
+_LOG_CALLBACK: Any = None
+
+
+def route_llama_logs(llama_cpp: Any) -> None:
+    """Send llama.cpp's own log lines to Python logging (debug) instead of raw stderr.
+
+    A CLI error must stay one line, and a language server's stderr is the editor's log.
+    """
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def callback(level: int, text: bytes, user_data: Any) -> None:
+        _log.debug("%s", text.decode("utf-8", errors="replace").rstrip())
+
+    _LOG_CALLBACK = callback  # keep a reference: C holds only the pointer
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
 
 
 @runtime_checkable
@@ -79,6 +101,7 @@ class LlamaCppTokenizer:
     def from_gguf(cls, path: str) -> LlamaCppTokenizer:
         import llama_cpp
 
+        route_llama_logs(llama_cpp)
         llama = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
         return cls(llama, name=str(path))
 

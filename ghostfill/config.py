@@ -66,6 +66,8 @@ class CompletionConfig:
     max_tokens: int = 64
     #: Keystroke to suggestion budget; at the deadline the backend stops at a clean boundary.
     latency_budget_ms: int = 2000
+    #: Budget when the user asked explicitly (invoked trigger, FIM command): they wait for it.
+    invoked_budget_ms: int = 30000
     multiline: Multiline = "auto"
     temperature: float = 0.0
     #: Language ids for which completion is off (e.g. ["markdown", "plaintext"]).
@@ -119,6 +121,7 @@ class Config:
             (self.context.cross_file_tokens >= 0, "context.cross_file_tokens must be >= 0"),
             (1 <= self.completion.max_tokens <= 4096, "completion.max_tokens must be 1..4096"),
             (self.completion.latency_budget_ms > 0, "completion.latency_budget_ms must be > 0"),
+            (self.completion.invoked_budget_ms > 0, "completion.invoked_budget_ms must be > 0"),
             (self.completion.temperature >= 0, "completion.temperature must be >= 0"),
             (self.server.debounce_ms >= 0, "server.debounce_ms must be >= 0"),
             (self.server.cache_size >= 0, "server.cache_size must be >= 0"),
@@ -143,7 +146,8 @@ def _snake(key: str) -> str:
 
 def _apply(obj: Any, values: Any, path: str) -> Any:
     if not isinstance(values, dict):
-        raise ConfigError(f"invalid configuration: {path or 'options'} must be an object")
+        where = path.rstrip(".") or "options"
+        raise ConfigError(f"invalid configuration: {where} must be an object")
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     changes: dict[str, Any] = {}

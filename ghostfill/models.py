@@ -127,7 +127,7 @@ def resolve(spec: str, *, offline: bool = False) -> ResolvedModel:
         if not (path / "config.json").is_file():
             raise ModelNotAvailable(f"model directory {path} has no config.json")
         return ResolvedModel(spec=spec, kind="hf", path=path.resolve())
-    if spec.endswith(".gguf") or os.sep in spec and not _looks_like_repo_id(spec):
+    if spec.endswith(".gguf") or (os.sep in spec and not _looks_like_repo_id(spec)):
         raise ModelNotAvailable(f"model file {spec} does not exist")
     if _looks_like_repo_id(spec):
         return ResolvedModel(spec=spec, kind="hf", path=_hf_snapshot(spec, offline=offline))
@@ -169,9 +169,8 @@ def _package_dir(package: str, preset_name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         extra = "default-model" if preset_name == "gemma3-270m" else None
-        how = (
-            f"pip install 'ghostfill[{extra}]'" if extra else f"pip install {package.replace('_', '-')}"
-        )
+        dist = package.replace("_", "-")
+        how = f"pip install 'ghostfill[{extra}]'" if extra else f"pip install {dist}"
         raise ModelNotAvailable(f"model '{preset_name}' is not installed: {how}")
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -265,7 +264,9 @@ def status() -> list[dict[str, object]]:
                 target = cache_dir() / "models" / p.location
                 row["location"] = str(target)
                 row["offline"] = True
-                row["state"] = "assembled" if target.is_file() else "installed (assembled on first use)"
+                row["state"] = (
+                    "assembled" if target.is_file() else "installed (assembled on first use)"
+                )
             elif p.source == "gguf-wheel":
                 row["location"] = str(_package_file(p))
                 row["offline"] = True

@@ -1,0 +1,250 @@
+"""Prompt windows: the prefix and suffix around the cursor that fit the model's budget.
+
+Budget = context window - tokens reserved for the answer - template overhead, counted with the
+model's own tokenizer. The prefix gets `prefix_share` of it (unused suffix budget flows back to
+the prefix and vice versa). Cuts land on syntax boundaries (`boundaries`: lines where a
+statement or definition starts) and, failing that, on line starts.
+
+Windows are cache-friendly: a per-document `WindowAnchor` keeps the prefix start where it was as
+long as the window still fits, and when it must move it jumps ahead by a slack so that the next
+lines typed do not move it again. An unchanged window start keeps the backend's KV cache valid.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ghostfill.completion.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class Budget:
+    context_length: int
+    reserved_for_answer: int
+    template_overhead: int
+    prefix_limit: int
+    suffix_limit: int
+
+    @property
+    def available(self) -> int:
+        return self.context_length - self.reserved_for_answer - self.template_overhead
+
+
+@dataclass(frozen=True)
+class Window:
+    prefix: str
+    suffix: str
+    prefix_ids: list[int]
+    suffix_ids: list[int]
+    #: Offsets into the document where the windows start/end (cut points).
+    prefix_start: int
+    suffix_end: int
+    budget: Budget
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "prefix_start": self.prefix_start,
+            "suffix_end": self.suffix_end,
+            "prefix_tokens": len(self.prefix_ids),
+            "suffix_tokens": len(self.suffix_ids),
+            "budget": {
+                "context_length": self.budget.context_length,
+                "reserved_for_answer": self.budget.reserved_for_answer,
+                "template_overhead": self.budget.template_overhead,
+                "prefix_limit": self.budget.prefix_limit,
+                "suffix_limit": self.budget.suffix_limit,
+            },
+        }
+
+
+@dataclass
+class WindowAnchor:
+    """Per-document memory of the prefix window start (a document offset)."""
+
+    start: int | None = None
+    #: Token cache for the stable part of the prefix (text up to the end of the previous line).
+    stable_text: str = ""
+    stable_ids: list[int] = field(default_factory=list)
+
+
+def line_starts(text: str) -> list[int]:
+    starts = [0]
+    find = text.find
+    pos = find("\n")
+    while pos >= 0:
+        starts.append(pos + 1)
+        pos = find("\n", pos + 1)
+    return starts
+
+
+def make_budget(
+    context_length: int,
+    max_tokens: int,
+    overhead: int,
+    *,
+    prefix_share: float,
+    max_suffix_tokens: int,
+    suffix_used: bool,
+) -> Budget:
+    available = max(0, context_length - max_tokens - overhead)
+    if not suffix_used:
+        return Budget(context_length, max_tokens, overhead, available, 0)
+    suffix_limit = min(max_suffix_tokens, int(available * (1.0 - prefix_share)))
+    return Budget(context_length, max_tokens, overhead, available - suffix_limit, suffix_limit)
+
+
+def _encode_prefix(tokenizer: Tokenizer, text: str, anchor: WindowAnchor | None) -> list[int]:
+    """Tokenize the prefix window, reusing the tokens of its stable part.
+
+    The split sits before the last newline so that indentation stays attached to its newline
+    (tokenizers merge "\\n    "), and the stable part is the same string while the user types
+    on one line, so its tokens come from the anchor's cache.
+    """
+    cut = text.rfind("\n")
+    if anchor is None or cut <= 0:
+        return tokenizer.encode(text)
+    stable = text[:cut]
+    if anchor.stable_text != stable:
+        anchor.stable_text = stable
+        anchor.stable_ids = tokenizer.encode(stable)
+    return anchor.stable_ids + tokenizer.encode(text[cut:])
+
+
+def _snap(candidate: int, allowed: Sequence[int]) -> int:
+    """First allowed line at or after `candidate`."""
+    i = bisect.bisect_left(allowed, candidate)
+    return allowed[i] if i < len(allowed) else candidate
+
+
+def build_window(
+    text: str,
+    offset: int,
+    tokenizer: Tokenizer,
+    budget: Budget,
+    *,
+    boundaries: Sequence[int] | None = None,
+    anchor: WindowAnchor | None = None,
+    starts: Sequence[int] | None = None,
+) -> Window:
+    """Cut `text` around `offset` into a prefix and a suffix window within `budget`.
+
+    `boundaries` are sorted line numbers where a cut is allowed (syntax boundaries); every
+    line start is allowed when None. `starts` may pass precomputed line start offsets.
+    """
+    offset = max(0, min(offset, len(text)))
+    starts = starts if starts is not None else line_starts(text)
+    cursor_line = bisect.bisect_right(starts, offset) - 1
+    allowed = list(boundaries) if boundaries is not None else None
+
+    prefix_start = _choose_prefix_start(text, offset, cursor_line, starts, allowed, budget,
+                                        tokenizer, anchor)
+    prefix = text[prefix_start:offset]
+    prefix_ids = _encode_prefix(tokenizer, prefix, anchor)
+    # Exact check with the real tokenization; per-line estimates can be off by a few tokens.
+    while len(prefix_ids) > budget.prefix_limit and prefix_start < offset:
+        line = bisect.bisect_right(starts, prefix_start)
+        if line > cursor_line:
+            prefix_start = offset
+        else:
+            if allowed is not None:
+                nxt = _snap(line, allowed)
+                line = nxt if nxt <= cursor_line else line
+            prefix_start = starts[line] if line <= cursor_line else offset
+        prefix = text[prefix_start:offset]
+        prefix_ids = tokenizer.encode(prefix)
+    if prefix_start == offset and len(prefix_ids) > budget.prefix_limit:
+        prefix, prefix_ids = "", []
+    if anchor is not None:
+        anchor.start = prefix_start
+
+    suffix_limit = budget.suffix_limit + max(0, budget.prefix_limit - len(prefix_ids)) \
+        if budget.suffix_limit else 0
+    suffix, suffix_ids, suffix_end = _choose_suffix(text, offset, cursor_line, starts, allowed,
+                                                    suffix_limit, tokenizer)
+    return Window(prefix, suffix, prefix_ids, suffix_ids, prefix_start, suffix_end, budget)
+
+
+def _line_tokens(tokenizer: Tokenizer, text: str, starts: Sequence[int], line: int) -> int:
+    end = starts[line + 1] if line + 1 < len(starts) else len(text)
+    return len(tokenizer.encode(text[starts[line] : end]))
+
+
+def _choose_prefix_start(
+    text: str,
+    offset: int,
+    cursor_line: int,
+    starts: Sequence[int],
+    allowed: list[int] | None,
+    budget: Budget,
+    tokenizer: Tokenizer,
+    anchor: WindowAnchor | None,
+) -> int:
+    limit = budget.prefix_limit
+    if limit <= 0:
+        return offset
+    # Walk back line by line with (cached) per-line counts to estimate the earliest start.
+    total = len(tokenizer.encode(text[starts[cursor_line] : offset]))
+    line = cursor_line
+    while line > 0:
+        cost = _line_tokens(tokenizer, text, starts, line - 1)
+        if total + cost > limit:
+            break
+        total += cost
+        line -= 1
+    earliest = line
+    if earliest == 0:
+        return 0
+    if anchor is not None and anchor.start is not None and anchor.start <= offset:
+        anchor_line = bisect.bisect_right(starts, anchor.start) - 1
+        if starts[anchor_line] == anchor.start and earliest <= anchor_line <= cursor_line:
+            return anchor.start  # still fits: keep the start, keep the KV cache
+    # Moving: leave slack so the next lines typed do not move the start again.
+    slack = max(limit // 8, 1)
+    while earliest < cursor_line and total > limit - slack:
+        total -= _line_tokens(tokenizer, text, starts, earliest)
+        earliest += 1
+    if allowed is not None:
+        snapped = _snap(earliest, allowed)
+        if snapped <= cursor_line:
+            earliest = snapped
+    return starts[earliest]
+
+
+def _choose_suffix(
+    text: str,
+    offset: int,
+    cursor_line: int,
+    starts: Sequence[int],
+    allowed: list[int] | None,
+    limit: int,
+    tokenizer: Tokenizer,
+) -> tuple[str, list[int], int]:
+    if limit <= 0:
+        return "", [], offset
+    end_line = cursor_line + 1
+    total = len(tokenizer.encode(text[offset : starts[end_line]])) if end_line < len(starts) \
+        else len(tokenizer.encode(text[offset:]))
+    if total > limit:
+        return "", [], offset
+    while end_line < len(starts):
+        cost = _line_tokens(tokenizer, text, starts, end_line)
+        if total + cost > limit:
+            break
+        total += cost
+        end_line += 1
+    if end_line < len(starts) and allowed is not None:
+        # End the suffix where a statement starts, so it holds whole statements.
+        i = bisect.bisect_right(allowed, end_line) - 1
+        if i >= 0 and allowed[i] > cursor_line:
+            end_line = allowed[i]
+    end = starts[end_line] if end_line < len(starts) else len(text)
+    suffix = text[offset:end]
+    ids = tokenizer.encode(suffix)
+    while len(ids) > limit and end > offset:
+        end = text.rfind("\n", offset, end - 1) + 1
+        end = max(end, offset)
+        suffix = text[offset:end]
+        ids = tokenizer.encode(suffix)
+    return suffix, ids, end

@@ -1,0 +1,205 @@
+"""The `ghostfill` command: serve the LSP, complete or show the prompt at a position, list models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from ghostfill import __version__
+from ghostfill.config import Config
+from ghostfill.errors import ConfigError, GhostfillError
+
+
+def parse_location(location: str) -> tuple[Path, int, int]:
+    """`FILE:LINE:COL` (1-based line and column, column in characters) -> (path, line, col)."""
+    try:
+        path_text, line_text, col_text = location.rsplit(":", 2)
+        line, col = int(line_text), int(col_text)
+    except ValueError as e:
+        raise GhostfillError(f"expected FILE:LINE:COL (1-based), got '{location}'") from e
+    if line < 1 or col < 1:
+        raise GhostfillError(f"line and column are 1-based, got {line}:{col}")
+    path = Path(path_text)
+    if not path.is_file():
+        raise GhostfillError(f"no such file: {path}")
+    return path, line, col
+
+
+def read_source(path: Path) -> str:
+    data = path.read_bytes()
+    if len(data) > 32 * 1024 * 1024:
+        raise GhostfillError(f"{path} is larger than 32 MiB")
+    return data.decode("utf-8", errors="replace")
+
+
+def offset_of(text: str, line: int, col: int) -> int:
+    lines = text.split("\n")
+    if line > len(lines):
+        raise GhostfillError(f"line {line} is past the end of the file ({len(lines)} lines)")
+    if col - 1 > len(lines[line - 1]):
+        raise GhostfillError(
+            f"column {col} is past the end of line {line} ({len(lines[line - 1])} characters)"
+        )
+    return sum(len(x) + 1 for x in lines[: line - 1]) + col - 1
+
+
+
+def build_config(args: argparse.Namespace) -> Config:
+    config = Config()
+    if getattr(args, "config", None):
+        try:
+            config = config.updated(json.loads(Path(args.config).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read configuration {args.config}: {e}") from e
+    overrides: dict[str, dict[str, object]] = {"model": {}, "completion": {}}
+    if getattr(args, "model", None):
+        overrides["model"]["name"] = args.model
+    if getattr(args, "backend", None):
+        overrides["model"]["backend"] = args.backend
+    if getattr(args, "template", None):
+        overrides["model"]["template"] = args.template
+    if getattr(args, "max_tokens", None):
+        overrides["completion"]["max_tokens"] = args.max_tokens
+    if getattr(args, "budget_ms", None):
+        overrides["completion"]["latency_budget_ms"] = args.budget_ms
+    if getattr(args, "multiline", None):
+        overrides["completion"]["multiline"] = args.multiline
+    if getattr(args, "offline", False):
+        overrides["model"]["offline"] = True
+    return config.updated(overrides)
+
+
+def _engine(config: Config):
+    from ghostfill.engine import CompletionEngine
+
+    return CompletionEngine.load(config)
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    path, line, col = parse_location(args.location)
+    text = read_source(path)
+    offset = offset_of(text, line, col)
+    engine = _engine(build_config(args))
+    # An explicit command waits for its answer: the latency budget is for ghost text, unless
+    # --budget-ms asks for it here too.
+    budget = args.budget_ms / 1000 if args.budget_ms else math.inf
+    result = engine.complete(text, offset, path=str(path), deadline=time.monotonic() + budget)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        sys.stdout.write(result.text + ("\n" if not result.text.endswith("\n") else ""))
+    return 0
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    path, line, col = parse_location(args.location)
+    text = read_source(path)
+    offset = offset_of(text, line, col)
+    engine = _engine(build_config(args))
+    prepared = engine.prepare(text, offset, path=str(path))
+    prompt = prepared.prompt
+    info = {
+        "model": engine.backend.model_name,
+        "template": prompt.template.name,
+        "order": prompt.order,
+        "context_length": engine.context_length,
+        "token_counts": prompt.counts(),
+        "window": prepared.window.to_dict(),
+        "multiline": prepared.stopper.multiline,
+        "grammar": prepared.grammar,
+        "prompt": prompt.display(),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+    else:
+        counts = ", ".join(f"{k}={v}" for k, v in info["token_counts"].items())
+        print(f"# model: {info['model']}  template: {info['template']} ({info['order']})  "
+              f"window: {engine.context_length} tokens")
+        print(f"# tokens: {counts}")
+        print(prompt.display())
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ghostfill import models
+
+    if args.download:
+        resolved = models.resolve(args.download, offline=False)
+        print(f"{resolved.display_name}: {resolved.path}")
+        return 0
+    rows = models.status()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        mark = "yes" if row["offline"] else "no "
+        print(f"{row['name']:<18} offline={mark}  {row['description']}")
+        print(f"{'':<18} {row['state'] if not row['offline'] else row['location']}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ghostfill.lsp.server import serve
+
+    config = build_config(args)
+    serve(config, tcp_port=args.tcp, host=args.host)
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ghostfill", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"ghostfill {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def model_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", help="preset, .gguf file, model directory or HF repo id")
+        p.add_argument("--backend", choices=["auto", "llamacpp", "transformers", "openai",
+                                             "infill"])
+        p.add_argument("--template", help="FIM template name (default: detect)")
+        p.add_argument("--max-tokens", type=int, dest="max_tokens")
+        p.add_argument("--budget-ms", type=int, dest="budget_ms", help="latency budget")
+        p.add_argument("--multiline", choices=["auto", "always", "never"])
+        p.add_argument("--offline", action="store_true", help="never use the network")
+        p.add_argument("--config", help="JSON file with settings (same keys as the LSP options)")
+
+    p = sub.add_parser("serve", help="run the language server (stdio unless --tcp)")
+    p.add_argument("--tcp", type=int, metavar="PORT", help="listen on TCP instead of stdio")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="TCP address to bind (default 127.0.0.1; anything else is exposed)")
+    model_options(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("complete", help="print the completion at FILE:LINE:COL")
+    p.add_argument("location", metavar="FILE:LINE:COL")
+    p.add_argument("--json", action="store_true", help="text, timings and model as JSON")
+    model_options(p)
+    p.set_defaults(func=cmd_complete)
+
+    p = sub.add_parser("prompt", help="print the prompt that would be sent for FILE:LINE:COL")
+    p.add_argument("location", metavar="FILE:LINE:COL")
+    p.add_argument("--json", action="store_true")
+    model_options(p)
+    p.set_defaults(func=cmd_prompt)
+
+    p = sub.add_parser("models", help="list model presets and whether they work offline")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--download", metavar="NAME", help="download a preset or repo id now")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GhostfillError as e:
+        print(f"ghostfill: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,211 @@
+"""The completion pipeline: document + cursor -> window -> template -> backend -> filters.
+
+The CLI, the language server and the evaluation harness all go through `CompletionEngine`, so
+what is measured is what the editor gets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ghostfill.backends.base import Backend, CancelToken, Generation, GenerationRequest
+from ghostfill.completion.context import (
+    Window,
+    WindowAnchor,
+    build_window,
+    line_starts,
+    make_budget,
+)
+from ghostfill.completion.postprocess import FilterContext, postprocess
+from ghostfill.completion.stopping import LineStopper
+from ghostfill.completion.syntax import (
+    SyntaxDocument,
+    boundary_lines,
+    cursor_scope,
+    language_for,
+)
+from ghostfill.config import Config
+from ghostfill.errors import InvalidPosition
+from ghostfill.fim import FimTemplate, Prompt, render_prompt, select_template
+from ghostfill.fim.render import overhead_tokens
+
+
+@dataclass
+class Prepared:
+    """Everything decided before the model runs (also what `ghostfill prompt` shows)."""
+
+    window: Window
+    prompt: Prompt
+    stopper: LineStopper
+    filters: FilterContext
+    grammar: str | None
+
+
+@dataclass
+class CompletionResult:
+    text: str
+    raw: str
+    stop_reason: str
+    timings: dict[str, float]
+    prompt_tokens: dict[str, int]
+    model: str
+    template: str
+    multiline: bool
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "text": self.text,
+            "raw": self.raw,
+            "stop_reason": self.stop_reason,
+            "multiline": self.multiline,
+            "model": self.model,
+            "template": self.template,
+            "prompt_tokens": self.prompt_tokens,
+            "timings": self.timings,
+            **self.extra,
+        }
+
+
+class CompletionEngine:
+    def __init__(self, config: Config, backend: Backend) -> None:
+        self.config = config
+        self.backend = backend
+        self.tokenizer = backend.tokenizer
+        self.template: FimTemplate = select_template(self.tokenizer, config.model.template)
+        order = config.model.fim_order
+        if order == "auto":
+            # SPM keeps the changed tokens at the tail of the prompt (KV reuse), where trained.
+            order = "spm" if "spm" in self.template.orders else self.template.orders[0]
+        self.order = order if order in self.template.orders else self.template.orders[0]
+        self.overhead = overhead_tokens(self.template, self.tokenizer)
+
+    @classmethod
+    def load(cls, config: Config) -> CompletionEngine:
+        from ghostfill.backends.factory import create_backend
+
+        return cls(config, create_backend(config))
+
+    @property
+    def context_length(self) -> int:
+        return self.backend.context_length
+
+    def with_config(self, config: Config) -> CompletionEngine:
+        """Same backend, new settings (model changes need a new engine)."""
+        return CompletionEngine(config, self.backend)
+
+    def prepare(
+        self,
+        text: str,
+        offset: int,
+        *,
+        language_id: str | None = None,
+        path: str | None = None,
+        syntax: SyntaxDocument | None = None,
+        anchor: WindowAnchor | None = None,
+        starts: list[int] | None = None,
+        multiline: bool | None = None,
+    ) -> Prepared:
+        if not 0 <= offset <= len(text):
+            raise InvalidPosition(f"offset {offset} is outside the document (0..{len(text)})")
+        grammar = language_for(language_id, path)
+        if syntax is None:
+            syntax = SyntaxDocument(text, grammar)
+        cc = self.config.completion
+        budget = make_budget(
+            self.context_length,
+            cc.max_tokens,
+            self.overhead,
+            prefix_share=self.config.context.prefix_share,
+            max_suffix_tokens=self.config.context.max_suffix_tokens,
+            suffix_used=self.template.is_fim,
+        )
+        starts = starts if starts is not None else line_starts(text)
+        boundaries = boundary_lines(syntax) if syntax.tree is not None else None
+        window = build_window(text, offset, self.tokenizer, budget, boundaries=boundaries,
+                              anchor=anchor, starts=starts)
+        prompt = render_prompt(
+            self.template,
+            self.tokenizer,
+            window.prefix,
+            window.suffix,
+            order=self.order,
+            prefix_ids=window.prefix_ids,
+            suffix_ids=window.suffix_ids,
+        )
+        scope = cursor_scope(syntax, offset)
+        if multiline is None:
+            multiline = {"always": True, "never": False}.get(cc.multiline, scope.multiline)
+        line_start = text.rfind("\n", 0, offset) + 1
+        line_end = text.find("\n", offset)
+        next_line = ""
+        if line_end >= 0:
+            for candidate in text[line_end + 1 : line_end + 2000].split("\n"):
+                if candidate.strip():
+                    next_line = candidate
+                    break
+        stopper = LineStopper(
+            multiline=multiline,
+            block_indent=scope.block_indent,
+            cursor_line_prefix=text[line_start:offset],
+            next_line=next_line,
+        )
+        filters = FilterContext(
+            prefix=text[:offset],
+            suffix=text[offset:],
+            grammar=grammar,
+            multiline=multiline,
+            block_indent=scope.block_indent,
+        )
+        return Prepared(window, prompt, stopper, filters, grammar)
+
+    def run(
+        self,
+        prepared: Prepared,
+        *,
+        cancel: CancelToken | None = None,
+        deadline: float | None = None,
+        created: float | None = None,
+        on_text: Callable[[str], None] | None = None,
+        disabled_filters: frozenset[str] = frozenset(),
+    ) -> CompletionResult:
+        created = created if created is not None else time.monotonic()
+        if deadline is None:
+            deadline = created + self.config.completion.latency_budget_ms / 1000.0
+        request = GenerationRequest(
+            tokens=prepared.prompt.tokens,
+            max_tokens=self.config.completion.max_tokens,
+            stop_ids=prepared.prompt.stop_ids,
+            stopper=prepared.stopper,
+            deadline=deadline,
+            cancel=cancel or CancelToken(),
+            on_text=on_text,
+            created=created,
+            temperature=self.config.completion.temperature,
+            prompt_text=prepared.prompt.display(),
+        )
+        generation: Generation = self.backend.generate(request)
+        text = generation.text
+        if generation.stop_reason not in ("cancelled",):
+            text = postprocess(text, prepared.filters, disabled_filters)
+        else:
+            text = ""
+        return CompletionResult(
+            text=text,
+            raw=generation.text,
+            stop_reason=generation.stop_reason,
+            timings=generation.timings.to_dict(),
+            prompt_tokens=prepared.prompt.counts(),
+            model=self.backend.model_name,
+            template=self.template.name,
+            multiline=prepared.stopper.multiline,
+        )
+
+    def complete(self, text: str, offset: int, **kwargs: object) -> CompletionResult:
+        run_keys = {"cancel", "deadline", "created", "on_text", "disabled_filters"}
+        run_args = {k: v for k, v in kwargs.items() if k in run_keys}
+        prep_args = {k: v for k, v in kwargs.items() if k not in run_keys}
+        prepared = self.prepare(text, offset, **prep_args)  # type: ignore[arg-type]
+        return self.run(prepared, **run_args)  # type: ignore[arg-type]
