@@ -47,6 +47,22 @@ class Stopper(Protocol):
 
 
 @dataclass
+class InfillParts:
+    """The prompt as parts, for engines that build the FIM prompt themselves (llama.cpp /infill)."""
+
+    prefix: str | None = None
+    suffix: str | None = None
+    #: Cross-file chunks, `[{"filename": ..., "text": ...}]` (llama.cpp `input_extra`).
+    extra: list[dict[str, str]] | None = None
+    #: Stop strings (the template's control tokens spelled as text) for text-level engines.
+    stop: tuple[str, ...] = ()
+    #: Minimum indentation of generated lines (llama.cpp `n_indent`); None leaves it unset.
+    n_indent: int | None = None
+    #: Text placed after the FIM middle marker (llama.cpp `prompt` on `/infill`).
+    prompt: str = ""
+
+
+@dataclass
 class GenerationRequest:
     tokens: list[int]
     max_tokens: int
@@ -64,6 +80,8 @@ class GenerationRequest:
     temperature: float = 0.0
     #: Raw prompt text for backends whose server tokenizes itself (remote engines).
     prompt_text: str | None = None
+    #: Prompt parts for engines that template the prompt themselves.
+    infill: InfillParts | None = None
 
 
 @dataclass

@@ -20,9 +20,7 @@ def backend_kind(config: Config, model: ResolvedModel | None) -> str:
 def create_backend(config: Config) -> Backend:
     mc = config.model
     if mc.backend in ("openai", "infill"):
-        raise ConfigError(
-            f"backend '{mc.backend}' needs the remote backend module, which is not installed"
-        )
+        return _remote_backend(config)
     model = resolve(mc.name, offline=mc.offline)
     kind = backend_kind(config, model)
     context_length = mc.context_length or (model.preset.context_length if model.preset else None)
@@ -36,5 +34,56 @@ def create_backend(config: Config) -> Backend:
             context_length=context_length,
             threads=mc.threads,
             model_name=model.display_name,
+            draft_tokens=8 if mc.speculative == "prompt-lookup" else 0,
         )
-    raise ConfigError(f"backend '{kind}' is not available in this build")
+    if kind == "transformers":
+        if model.kind != "hf":
+            raise ConfigError(
+                f"the transformers backend needs a model directory or repo id, got {model.path}"
+            )
+        from ghostfill.backends.transformers_backend import TransformersBackend
+
+        draft = mc.draft or (model.preset.draft if model.preset else None)
+        draft_path = None
+        if draft and mc.speculative in ("auto", "draft"):
+            draft_path = resolve(draft, offline=mc.offline).path
+        return TransformersBackend(
+            model.path,
+            draft=draft_path,
+            device=mc.device,
+            context_length=context_length,
+            speculative=mc.speculative,
+            trust_remote_code=mc.trust_remote_code,
+            model_name=model.display_name,
+        )
+    raise ConfigError(f"unknown backend '{kind}'")
+
+
+def _remote_backend(config: Config) -> Backend:
+    """A serving engine elsewhere: ghostfill keeps context, templates and filters locally."""
+    from ghostfill.backends.remote_common import RemoteTokenizer
+    from ghostfill.fim import get_template
+
+    mc, rc = config.model, config.remote
+    if not rc.endpoint:
+        raise ConfigError("remote.endpoint must be set for the openai and infill backends")
+    if rc.tokenizer:
+        tokenizer = RemoteTokenizer.from_gguf(rc.tokenizer)
+        stops: tuple[str, ...] = ()
+    else:
+        if mc.template == "auto":
+            raise ConfigError(
+                "a remote backend needs model.template (or remote.tokenizer, a vocabulary GGUF "
+                "to detect it from): without the model's vocabulary ghostfill cannot tell"
+            )
+        template = get_template(mc.template)
+        tokenizer = RemoteTokenizer(specials=template.control_tokens)
+        stops = template.control_tokens
+    if mc.backend == "infill":
+        from ghostfill.backends.remote_infill import InfillBackend
+
+        return InfillBackend(rc, tokenizer=tokenizer, context_length=mc.context_length)
+    from ghostfill.backends.remote_openai import OpenAICompletionsBackend
+
+    return OpenAICompletionsBackend(rc, tokenizer=tokenizer, context_length=mc.context_length,
+                                    stop=stops)

@@ -94,6 +94,8 @@ class RemoteConfig:
     api_key_env: str = "GHOSTFILL_API_KEY"
     headers: tuple[tuple[str, str], ...] = ()
     verify_tls: bool = True
+    #: A vocabulary-only GGUF of the served model: exact token counts and template detection.
+    tokenizer: str | None = None
     connect_timeout_s: float = 2.0
     read_timeout_s: float = 30.0
 

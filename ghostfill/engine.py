@@ -10,7 +10,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ghostfill.backends.base import Backend, CancelToken, Generation, GenerationRequest
+from ghostfill.backends.base import (
+    Backend,
+    CancelToken,
+    Generation,
+    GenerationRequest,
+    InfillParts,
+)
 from ghostfill.completion.context import (
     Window,
     WindowAnchor,
@@ -185,6 +191,12 @@ class CompletionEngine:
             created=created,
             temperature=self.config.completion.temperature,
             prompt_text=prepared.prompt.display(),
+            infill=InfillParts(
+                prefix=prepared.window.prefix,
+                suffix=prepared.window.suffix,
+                stop=prepared.prompt.template.control_tokens,
+                n_indent=prepared.stopper.block_indent if prepared.stopper.multiline else None,
+            ),
         )
         generation: Generation = self.backend.generate(request)
         text = generation.text
