@@ -27,6 +27,7 @@ from ghostfill.completion.context import (
 from ghostfill.completion.postprocess import FilterContext, postprocess
 from ghostfill.completion.stopping import LineStopper
 from ghostfill.completion.syntax import (
+    CursorScope,
     SyntaxDocument,
     boundary_lines,
     cursor_scope,
@@ -143,7 +144,7 @@ class CompletionEngine:
         )
         scope = cursor_scope(syntax, offset)
         if multiline is None:
-            multiline = {"always": True, "never": False}.get(cc.multiline, scope.multiline)
+            multiline = self.multiline_at(scope)
         line_start = text.rfind("\n", 0, offset) + 1
         line_end = text.find("\n", offset)
         next_line = ""
@@ -166,6 +167,11 @@ class CompletionEngine:
             block_indent=scope.block_indent,
         )
         return Prepared(window, prompt, stopper, filters, grammar)
+
+    def multiline_at(self, scope: CursorScope) -> bool:
+        """Configuration first ("always"/"never"), else what the syntax at the cursor says."""
+        return {"always": True, "never": False}.get(self.config.completion.multiline,
+                                                     scope.multiline)
 
     def run(
         self,

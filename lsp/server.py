@@ -1,8 +1,9 @@
 """The language server: thin handlers that call the engine and return LSP types.
 
-Requests run the model on one worker thread (one model instance per process); a newer request
-for a document cancels the older one, and `$/cancelRequest` reaches the backend through the
-request's CancelToken, so the model stops within a token.
+Requests run the model on one worker thread (one model instance per process). A newer request
+for a document cancels the older one, an edit cancels requests whose answer would be stale, and
+`$/cancelRequest` reaches the backend through the request's CancelToken, so the model stops
+within a token.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from ghostfill import __version__
-from ghostfill.backends.base import CancelToken
 from ghostfill.config import Config
 from ghostfill.errors import GhostfillError, InvalidPosition
+from ghostfill.lsp.cache import SuggestionCache
+from ghostfill.lsp.completions import CompletionService
 from ghostfill.lsp.documents import OpenDocument
 from ghostfill.lsp.positions import UTF8, UTF16, UTF32
+from ghostfill.lsp.protocol import GhostfillProtocol
+from ghostfill.lsp.stats import Stats
 
 log = logging.getLogger("ghostfill")
 
@@ -34,20 +38,31 @@ _ENCODINGS = {
     types.PositionEncodingKind.Utf16: UTF16,
     types.PositionEncodingKind.Utf32: UTF32,
 }
+FIM_METHOD = "ghostfill/fim"
+STATS_METHOD = "ghostfill/stats"
+DOCUMENT_METHOD = "ghostfill/document"
+FIM_COMMAND = "ghostfill.fim"
+ACCEPTED_COMMAND = "ghostfill.accepted"
+#: Characters that may follow the cursor and still be replaced by a suggestion that ends in
+#: them (auto-closed brackets and quotes).
+CLOSING = frozenset(")]}>\"'`;, \t")
 
 
 class GhostfillServer(LanguageServer):
     def __init__(self, config: Config | None = None) -> None:
-        super().__init__("ghostfill", __version__,
+        super().__init__("ghostfill", __version__, protocol_cls=GhostfillProtocol,
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.config = config or Config()
         self.documents: dict[str, OpenDocument] = {}
         self.engine: Any = None
         self.load_error: GhostfillError | None = None
+        self.state = "loading"
         self._engine_ready = threading.Event()
         self._model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ghostfill-model")
-        self._inflight: dict[str, CancelToken] = {}
-        self._reported_error = False
+        self.stats = Stats()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self.service = CompletionService(self.run_model, self.stats,
+                                         SuggestionCache(self.config.server.cache_size))
 
     # -- helpers ----------------------------------------------------------------------
     @property
@@ -64,6 +79,16 @@ class GhostfillServer(LanguageServer):
             raise JsonRpcInvalidParams(f"document {uri} is not open")
         return doc
 
+    def offset(self, doc: OpenDocument, position: types.Position) -> int:
+        try:
+            return doc.offset_at(position.line, position.character, self.encoding)
+        except InvalidPosition as e:
+            raise JsonRpcInvalidParams(str(e)) from e
+
+    def position(self, doc: OpenDocument, offset: int) -> types.Position:
+        line, character = doc.position_at(offset, self.encoding)
+        return types.Position(line=line, character=character)
+
     def show_error(self, message: str) -> None:
         self.window_show_message(
             types.ShowMessageParams(type=types.MessageType.Error, message=f"ghostfill: {message}")
@@ -73,13 +98,16 @@ class GhostfillServer(LanguageServer):
         self.window_log_message(types.LogMessageParams(type=types.MessageType.Log,
                                                        message=message))
 
+    # -- model lifecycle --------------------------------------------------------------
     def start_loading(self) -> None:
+        self._engine_ready.clear()
+        self.state = "loading"
         threading.Thread(target=self._load, name="ghostfill-load", daemon=True).start()
 
     def _load(self) -> None:
         from ghostfill.engine import CompletionEngine
 
-        token = "ghostfill/load"
+        token = f"ghostfill/load/{time.monotonic_ns()}"
         started = time.monotonic()
         try:
             self.work_done_progress.create(token).result(timeout=5)
@@ -89,23 +117,31 @@ class GhostfillServer(LanguageServer):
                                             message=f"loading {self.config.model.name}"),
             )
             progress = True
-        except Exception:  # client without progress support
+        except Exception:  # a client without progress support
             progress = False
         try:
-            self.engine = CompletionEngine.load(self.config)
-            self.log(f"ghostfill: loaded {self.engine.backend.model_name} "
-                     f"({self.engine.template.name}) in {time.monotonic() - started:.1f}s")
+            engine = CompletionEngine.load(self.config)
+            old, self.engine = self.engine, engine
+            if old is not None:
+                self._model_pool.submit(old.backend.close)
+            self.load_error, self.state = None, "ready"
+            self.service.cache.clear()
+            self.log(f"ghostfill: loaded {engine.backend.model_name} ({engine.template.name}) "
+                     f"in {time.monotonic() - started:.1f}s")
         except GhostfillError as e:
-            self.load_error = e
+            self.load_error, self.state = e, "error"
             self.show_error(str(e))
         except Exception as e:  # a bug, but the server must stay up
             log.exception("model load failed")
-            self.load_error = GhostfillError(f"loading the model failed: {e}")
+            self.load_error, self.state = GhostfillError(f"loading the model failed: {e}"), "error"
             self.show_error(str(self.load_error))
         finally:
             self._engine_ready.set()
             if progress:
-                self.work_done_progress.end(token, types.WorkDoneProgressEnd(message="ready"))
+                self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=self.state))
+        if self.engine is not None and self.config.server.warm_on_open:
+            for doc in list(self.documents.values()):
+                self.warm(doc)
 
     async def wait_engine(self) -> Any:
         if not self._engine_ready.is_set():
@@ -115,6 +151,50 @@ class GhostfillServer(LanguageServer):
     async def run_model(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._model_pool, lambda: fn(*args, **kwargs))
+
+    def warm(self, doc: OpenDocument) -> None:
+        """Prefill the document's window before the first keystroke (cancelled by requests)."""
+        engine = self.engine
+        if engine is None or not doc.text:
+            return
+        cancel = self.service.background(doc.uri, "warm replaced")
+        text = doc.text
+
+        def job() -> None:
+            if cancel.cancelled:
+                return
+            try:
+                prepared = engine.prepare(text, len(text), language_id=doc.language_id,
+                                          path=doc.path)
+                engine.backend.warm(prepared.prompt.tokens[:-1], cancel)
+            except GhostfillError as e:
+                log.debug("warm-up skipped: %s", e)
+
+        self._model_pool.submit(job)
+
+    def apply_config(self, values: Any) -> None:
+        try:
+            new = self.config.updated(values)
+        except GhostfillError as e:
+            self.show_error(f"{e}; keeping the previous configuration")
+            return
+        old, self.config = self.config, new
+        self.service.cache.enabled = new.server.cache_size > 0
+        if new.model != old.model or new.remote != old.remote:
+            self.start_loading()
+        elif self.engine is not None and new != old:
+            self.engine = self.engine.with_config(new)
+            self.service.cache.clear()
+
+    def background(self, coro: Any) -> None:
+        """Run a coroutine after the response; keep a reference so it is not collected."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def budget_s(self, invoked: bool) -> float:
+        cc = self.config.completion
+        return (cc.invoked_budget_ms if invoked else cc.latency_budget_ms) / 1000
 
 
 server = GhostfillServer()
@@ -128,6 +208,7 @@ def on_initialize(ls: GhostfillServer, params: types.InitializeParams) -> None:
             ls.config = ls.config.updated(options)
         except GhostfillError as e:
             ls.show_error(f"{e}; using defaults")
+    ls.service.cache = SuggestionCache(ls.config.server.cache_size)
 
 
 @server.feature(types.INITIALIZED)
@@ -135,11 +216,23 @@ def on_initialized(ls: GhostfillServer, params: types.InitializedParams) -> None
     ls.start_loading()
 
 
+@server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+def did_change_configuration(ls: GhostfillServer,
+                             params: types.DidChangeConfigurationParams) -> None:
+    settings = params.settings
+    if isinstance(settings, dict) and "ghostfill" in settings:
+        settings = settings["ghostfill"]
+    if settings:
+        ls.apply_config(settings)
+
+
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: GhostfillServer, params: types.DidOpenTextDocumentParams) -> None:
     item = params.text_document
-    ls.documents[item.uri] = OpenDocument.open(item.uri, item.language_id, item.version,
-                                               item.text)
+    doc = OpenDocument.open(item.uri, item.language_id, item.version, item.text)
+    ls.documents[item.uri] = doc
+    if ls.config.server.warm_on_open:
+        ls.warm(doc)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
@@ -154,20 +247,30 @@ def did_change(ls: GhostfillServer, params: types.DidChangeTextDocumentParams) -
                 start = doc.offset_at(r.start.line, r.start.character, ls.encoding)
                 end = doc.offset_at(r.end.line, r.end.character, ls.encoding)
             except InvalidPosition as e:
-                ls.show_error(f"edit outside {doc.uri} ({e}); resync the document")
+                ls.show_error(f"edit outside {doc.uri} ({e}); the document will be resynced "
+                              "when it is reopened")
                 return
             doc.edit(min(start, end), max(start, end), change.text)
         else:
             doc.replace_all(change.text, params.text_document.version)
     doc.version = params.text_document.version
-    token = ls._inflight.pop(doc.uri, None)
-    if token is not None:
-        token.cancel("document changed")
+    ls.service.cancel(doc.uri, "document changed")
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: GhostfillServer, params: types.DidCloseTextDocumentParams) -> None:
     ls.documents.pop(params.text_document.uri, None)
+    ls.service.forget(params.text_document.uri)
+
+
+def _replace_end(doc: OpenDocument, offset: int) -> int:
+    """End of the range a suggestion replaces: the rest of the line if only closers follow."""
+    line_end = doc.text.find("\n", offset)
+    line_end = len(doc.text) if line_end < 0 else line_end
+    rest = doc.text[offset:line_end].rstrip("\r")
+    if rest and all(ch in CLOSING for ch in rest):
+        return offset + len(rest)
+    return offset
 
 
 @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
@@ -176,55 +279,219 @@ async def inline_completion(
 ) -> types.InlineCompletionList | None:
     created = time.monotonic()
     doc = ls.document(params.text_document.uri)
-    try:
-        offset = doc.offset_at(params.position.line, params.position.character, ls.encoding)
-    except InvalidPosition as e:
-        raise JsonRpcInvalidParams(str(e)) from e
+    offset = ls.offset(doc, params.position)
     if doc.language_id in ls.config.completion.disabled_languages:
         return None
     engine = await ls.wait_engine()
     if engine is None:
-        if not ls._reported_error and ls.load_error is not None:
-            ls._reported_error = True
         return None
-    version = doc.version
-    cancel = CancelToken()
-    previous = ls._inflight.get(doc.uri)
-    if previous is not None:
-        previous.cancel("superseded")
-    ls._inflight[doc.uri] = cancel
+    invoked = (params.context is not None
+               and params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked)
+    selected = params.context.selected_completion_info if params.context else None
+    text_override = None
+    lead = ""
+    start_offset = offset
+    if selected is not None:
+        # Complete as if the selected popup item were already inserted; the ghost text then
+        # starts with it, as LSP 3.18 asks.
+        start_offset = ls.offset(doc, selected.range.start)
+        end_offset = ls.offset(doc, selected.range.end)
+        text_override = doc.text[:start_offset] + selected.text + doc.text[end_offset:]
+        lead = selected.text
+        offset = start_offset + len(selected.text)
     try:
-        prepared = engine.prepare(doc.text, offset, language_id=doc.language_id, path=doc.path,
-                                  syntax=doc.syntax, anchor=doc.anchor, starts=doc.starts)
-        invoked = (params.context is not None and params.context.trigger_kind
-                   == types.InlineCompletionTriggerKind.Invoked)
-        cc = ls.config.completion
-        budget_ms = cc.invoked_budget_ms if invoked else cc.latency_budget_ms
+        answer = await ls.service.suggest(
+            engine, doc, offset, invoked=invoked, created=created,
+            debounce_s=ls.config.server.debounce_ms / 1000, budget_s=ls.budget_s(invoked),
+            text=text_override)
+    except asyncio.CancelledError:
+        ls.service.cancel(doc.uri, "$/cancelRequest")
+        raise
+    except GhostfillError as e:
+        ls.show_error(str(e))
+        return None
+    if not answer.text:
+        return types.InlineCompletionList(items=[])
+    if selected is not None:
+        replace_range = selected.range
+        insert = lead + answer.text
+    else:
+        end = _replace_end(doc, offset)
+        insert = answer.text + doc.text[offset:end]
+        replace_range = types.Range(start=params.position, end=ls.position(doc, end))
+    if ls.config.server.prefetch and selected is None:
+        ls.background(ls.service.prefetch_after(engine, doc, offset, answer.text,
+                                                ls.budget_s(False)))
+    item = types.InlineCompletionItem(
+        insert_text=insert,
+        range=replace_range,
+        command=types.Command(title="ghostfill: accepted", command=ACCEPTED_COMMAND,
+                              arguments=[answer.source]),
+    )
+    return types.InlineCompletionList(items=[item])
+
+
+@server.feature(types.TEXT_DOCUMENT_COMPLETION,
+                types.CompletionOptions(trigger_characters=[".", "(", " "]))
+async def completion(ls: GhostfillServer,
+                     params: types.CompletionParams) -> types.CompletionList | None:
+    """Fallback for clients without inline completion: one clearly labelled item."""
+    created = time.monotonic()
+    doc = ls.document(params.text_document.uri)
+    offset = ls.offset(doc, params.position)
+    engine = await ls.wait_engine()
+    if engine is None or doc.language_id in ls.config.completion.disabled_languages:
+        return None
+    invoked = (params.context is None
+               or params.context.trigger_kind == types.CompletionTriggerKind.Invoked)
+    try:
+        answer = await ls.service.suggest(
+            engine, doc, offset, invoked=invoked, created=created,
+            debounce_s=ls.config.server.debounce_ms / 1000, budget_s=ls.budget_s(invoked))
+    except asyncio.CancelledError:
+        ls.service.cancel(doc.uri, "$/cancelRequest")
+        raise
+    if not answer.text:
+        return types.CompletionList(is_incomplete=True, items=[])
+    first = answer.text.strip().split("\n")[0]
+    label = first if len(first) <= 60 else first[:57] + "..."
+    item = types.CompletionItem(
+        label=label,
+        kind=types.CompletionItemKind.Snippet,
+        detail="ghostfill (AI completion)",
+        documentation=answer.text,
+        insert_text_format=types.InsertTextFormat.PlainText,
+        text_edit=types.TextEdit(range=types.Range(start=params.position, end=params.position),
+                                 new_text=answer.text),
+        filter_text=doc.text[doc.text.rfind("\n", 0, offset) + 1 : offset].lstrip() + first,
+        sort_text="~ghostfill",
+    )
+    return types.CompletionList(is_incomplete=True, items=[item])
+
+
+def _field(params: Any, name: str) -> Any:
+    if isinstance(params, dict):
+        return params.get(name)
+    return getattr(params, name, None)
+
+
+def _structure(ls: GhostfillServer, value: Any, cls: type) -> Any:
+    if value is None:
+        return None
+    if hasattr(value, "_asdict"):
+        value = _plain(value)
+    try:
+        return ls.protocol._converter.structure(value, cls)
+    except Exception as e:
+        raise JsonRpcInvalidParams(f"invalid {cls.__name__}: {value!r}") from e
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "_asdict"):
+        return {k: _plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+async def _fim(ls: GhostfillServer, uri: Any, where: Any) -> dict[str, Any]:
+    """Fill the hole at a position or a selected range; returns {text, range}."""
+    if not isinstance(uri, str):
+        raise JsonRpcInvalidParams("ghostfill/fim needs textDocument.uri")
+    doc = ls.document(uri)
+    created = time.monotonic()
+    if _field(where, "start") is not None:
+        hole = _structure(ls, where, types.Range)
+    else:
+        pos = _structure(ls, where, types.Position)
+        if pos is None:
+            raise JsonRpcInvalidParams("ghostfill/fim needs a position or a range")
+        hole = types.Range(start=pos, end=pos)
+    start, end = ls.offset(doc, hole.start), ls.offset(doc, hole.end)
+    if end < start:
+        raise JsonRpcInvalidParams("range end before its start")
+    engine = await ls.wait_engine()
+    if engine is None:
+        raise JsonRpcInvalidParams(f"no model: {ls.load_error}")
+    text = doc.text[:start] + doc.text[end:]
+    multiline = True if "\n" in doc.text[start:end] else None
+    cancel = ls.service.supersede(doc.uri, "fim")
+    try:
+        prepared = engine.prepare(text, start, language_id=doc.language_id, path=doc.path,
+                                  multiline=multiline)
         result = await ls.run_model(engine.run, prepared, cancel=cancel, created=created,
-                                    deadline=created + budget_ms / 1000)
+                                    deadline=created + ls.budget_s(True))
     except asyncio.CancelledError:
         cancel.cancel("$/cancelRequest")
         raise
     except GhostfillError as e:
         ls.show_error(str(e))
-        return None
-    finally:
-        if ls._inflight.get(doc.uri) is cancel:
-            del ls._inflight[doc.uri]
-    if cancel.cancelled or doc.version != version or not result.text:
-        return types.InlineCompletionList(items=[])
-    position = params.position
-    item = types.InlineCompletionItem(
-        insert_text=result.text,
-        range=types.Range(start=position, end=position),
-    )
-    return types.InlineCompletionList(items=[item])
+        raise JsonRpcInvalidParams(str(e)) from e
+    return {"text": result.text, "range": ls.protocol._converter.unstructure(hole),
+            "stop_reason": result.stop_reason}
+
+
+@server.feature(FIM_METHOD)
+async def fim_request(ls: GhostfillServer, params: Any) -> dict[str, Any]:
+    document = _field(params, "textDocument") or _field(params, "text_document")
+    uri = _field(document, "uri") if document is not None else None
+    where = _field(params, "range") or _field(params, "position")
+    return await _fim(ls, uri, where)
+
+
+@server.command(FIM_COMMAND)
+async def fim_command(ls: GhostfillServer, *args: Any) -> dict[str, Any]:
+    nested = len(args) == 1 and isinstance(args[0], list | tuple)
+    arguments = list(args[0]) if nested else list(args)
+    if len(arguments) < 2:
+        raise JsonRpcInvalidParams("ghostfill.fim takes [uri, position | range]")
+    result = await _fim(ls, arguments[0], arguments[1])
+    if result["text"]:
+        edit = types.WorkspaceEdit(changes={arguments[0]: [types.TextEdit(
+            range=_structure(ls, result["range"], types.Range), new_text=result["text"])]})
+        await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
+            edit=edit, label="ghostfill: fill in the middle"))
+    return result
+
+
+@server.command(ACCEPTED_COMMAND)
+def accepted_command(ls: GhostfillServer, *args: Any) -> None:
+    ls.stats.add(accepted=1)
+
+
+@server.feature(DOCUMENT_METHOD)
+def document_request(ls: GhostfillServer, params: Any) -> dict[str, Any]:
+    """The server's copy of a document: lets clients and tests check that sync is exact."""
+    document = _field(params, "textDocument") or _field(params, "text_document")
+    uri = _field(document, "uri") if document is not None else None
+    if not isinstance(uri, str):
+        raise JsonRpcInvalidParams("ghostfill/document needs textDocument.uri")
+    doc = ls.document(uri)
+    return {"uri": doc.uri, "version": doc.version, "text": doc.text,
+            "languageId": doc.language_id}
+
+
+@server.feature(STATS_METHOD)
+def stats_request(ls: GhostfillServer, params: Any = None) -> dict[str, Any]:
+    engine = ls.engine
+    info: dict[str, Any] = {
+        "model": engine.backend.model_name if engine else ls.config.model.name,
+        "template": engine.template.name if engine else None,
+        "backend": engine.backend.name if engine else ls.config.model.backend,
+        "state": ls.state,
+        "error": str(ls.load_error) if ls.load_error else None,
+        "position_encoding": ls.encoding,
+    }
+    info.update(ls.stats.snapshot())
+    return info
 
 
 def serve(config: Config, *, tcp_port: int | None = None, host: str = "127.0.0.1") -> None:
     logging.basicConfig(level=os.environ.get("GHOSTFILL_LOG", "WARNING"), stream=sys.stderr)
     server.config = config
     if tcp_port is not None:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("listening on %s: other machines can reach this server", host)
         server.start_tcp(host, tcp_port)
         return
     # The protocol owns the real stdout; anything a C library prints goes to stderr instead.

@@ -1,0 +1,72 @@
+"""Suggestion cache: exact hits, type-through, and entries prefetched ahead of the user.
+
+One cache (cachetools LRU) keyed by the text around the cursor. Type-through: while the user
+types characters that match the suggestion on screen, the rest of it is served from here
+without calling the model (llama.vim and Tabby do the same; ours checks the suffix too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cachetools import LRUCache
+
+#: How much text on each side of the cursor identifies a completion context. The prompt window
+#: is larger, but two positions that agree on this much context almost never differ in answer,
+#: and hashing 300 KB per keystroke would not be cheap.
+KEY_PREFIX_CHARS = 4096
+KEY_SUFFIX_CHARS = 1024
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    text: str
+    multiline: bool
+    #: Context the suggestion was computed for (tails/heads of the document at the cursor).
+    prefix_tail: str
+    suffix_head: str
+
+
+def cache_key(prefix: str, suffix: str, multiline: bool) -> tuple[str, str, bool]:
+    return prefix[-KEY_PREFIX_CHARS:], suffix[:KEY_SUFFIX_CHARS], multiline
+
+
+class SuggestionCache:
+    def __init__(self, maxsize: int = 256) -> None:
+        self._entries: LRUCache[tuple[str, str, bool], Suggestion] = LRUCache(
+            maxsize=max(1, maxsize)
+        )
+        self.enabled = maxsize > 0
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def put(self, prefix: str, suffix: str, multiline: bool, text: str) -> None:
+        if not self.enabled:
+            return
+        key = cache_key(prefix, suffix, multiline)
+        self._entries[key] = Suggestion(text, multiline, key[0], key[1])
+
+    def get(self, prefix: str, suffix: str, multiline: bool) -> str | None:
+        if not self.enabled:
+            return None
+        hit = self._entries.get(cache_key(prefix, suffix, multiline))
+        return hit.text if hit is not None else None
+
+    def type_through(self, prefix: str, suffix: str, multiline: bool,
+                     shown: Suggestion | None) -> str | None:
+        """The rest of `shown` if the user has typed a prefix of it since it was shown."""
+        # `multiline` is not compared: typing into a block suggestion makes the cursor line
+        # non-empty, which flips the single/multi-line decision, yet the rest still applies.
+        if shown is None or not self.enabled:
+            return None
+        if not suffix.startswith(shown.suffix_head[: KEY_SUFFIX_CHARS // 4]):
+            return None
+        for typed in range(1, len(shown.text)):
+            if not prefix.endswith(shown.text[:typed]):
+                continue
+            before = prefix[: len(prefix) - typed]
+            if before.endswith(shown.prefix_tail[-KEY_PREFIX_CHARS // 4 :]):
+                rest = shown.text[typed:]
+                return rest if rest.strip() else None
+        return None

@@ -1,0 +1,178 @@
+"""From a request for ghost text to the text to show.
+
+Order of business, cheapest first: type-through of the suggestion on screen, an exact cache hit
+(including one prefetched while the user read the last suggestion), then — after the debounce,
+and only if no newer request has arrived — the model. After a suggestion is shown, the
+completion that would follow its acceptance is computed in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ghostfill.backends.base import CancelToken
+from ghostfill.completion.syntax import cursor_scope
+from ghostfill.lsp.cache import Suggestion, SuggestionCache, cache_key
+from ghostfill.lsp.documents import OpenDocument
+from ghostfill.lsp.stats import Stats
+
+
+@dataclass
+class Answer:
+    text: str
+    source: str  # model | cache | type_through | prefetch | none
+    multiline: bool
+
+
+class CompletionService:
+    """Per-server state for suggestions: in-flight requests, cache, last shown suggestion."""
+
+    def __init__(self, run_model: Callable[..., Awaitable[Any]], stats: Stats,
+                 cache: SuggestionCache) -> None:
+        self._run_model = run_model
+        self.stats = stats
+        self.cache = cache
+        self._inflight: dict[str, CancelToken] = {}
+        #: Prefetches survive edits (their cache key validates them) but not a new request.
+        self._prefetching: dict[str, CancelToken] = {}
+        self._shown: dict[str, Suggestion] = {}
+        self._prefetched: set[tuple[str, str, bool]] = set()
+
+    # -- supersession ---------------------------------------------------------------------
+    def supersede(self, uri: str, reason: str) -> CancelToken:
+        """A new request for `uri` cancels the one before it (and any prefetch)."""
+        for running in (self._inflight, self._prefetching):
+            previous = running.pop(uri, None)
+            if previous is not None:
+                previous.cancel(reason)
+        token = CancelToken()
+        self._inflight[uri] = token
+        return token
+
+    def background(self, uri: str, reason: str) -> CancelToken:
+        """A token for low-priority work (warm-up, prefetch): replaced by the next such job,
+        cancelled by any request, never cancelling one itself."""
+        previous = self._prefetching.pop(uri, None)
+        if previous is not None:
+            previous.cancel(reason)
+        token = self._prefetching[uri] = CancelToken()
+        return token
+
+    def cancel(self, uri: str, reason: str) -> None:
+        token = self._inflight.pop(uri, None)
+        if token is not None:
+            token.cancel(reason)
+
+    def forget(self, uri: str) -> None:
+        self.cancel(uri, "closed")
+        token = self._prefetching.pop(uri, None)
+        if token is not None:
+            token.cancel("closed")
+        self._shown.pop(uri, None)
+
+    def _done(self, uri: str, token: CancelToken) -> None:
+        for running in (self._inflight, self._prefetching):
+            if running.get(uri) is token:
+                del running[uri]
+
+    # -- the request path -----------------------------------------------------------------
+    async def suggest(self, engine: Any, doc: OpenDocument, offset: int, *, invoked: bool,
+                      created: float, debounce_s: float, budget_s: float,
+                      text: str | None = None) -> Answer:
+        """`text` overrides the document text (selected completion item applied)."""
+        self.stats.add(requests=1)
+        source_text = doc.text if text is None else text
+        syntax = doc.syntax if text is None else None
+        prefix, suffix = source_text[:offset], source_text[offset:]
+        scope = cursor_scope(doc.syntax, offset) if text is None else None
+        multiline = engine.multiline_at(scope) if scope is not None else None
+
+        if multiline is not None:
+            shown = self._shown.get(doc.uri)
+            rest = self.cache.type_through(prefix, suffix, multiline, shown)
+            if rest is not None and shown is not None:
+                self.stats.add(type_through=1)
+                return self._shown_now(doc.uri, prefix, suffix, shown.multiline, rest,
+                                       "type_through", created)
+            hit = self.cache.get(prefix, suffix, multiline)
+            if hit is not None:
+                key = cache_key(prefix, suffix, multiline)
+                prefetched = key in self._prefetched
+                self.stats.add(cache_hits=1, prefetch_hits=int(prefetched))
+                return self._shown_now(doc.uri, prefix, suffix, multiline, hit,
+                                       "prefetch" if prefetched else "cache", created)
+
+        cancel = self.supersede(doc.uri, "superseded")
+        try:
+            if debounce_s > 0 and not invoked:
+                await asyncio.sleep(debounce_s)
+                if cancel.cancelled:
+                    self.stats.add(cancelled=1)
+                    return Answer("", "none", bool(multiline))
+            version = doc.version
+            prepared = engine.prepare(source_text, offset, language_id=doc.language_id,
+                                      path=doc.path, syntax=syntax,
+                                      anchor=doc.anchor if text is None else None,
+                                      starts=doc.starts if text is None else None,
+                                      multiline=multiline)
+            self.stats.add(misses=1)
+            result = await self._run_model(engine.run, prepared, cancel=cancel, created=created,
+                                           deadline=created + budget_s)
+        finally:
+            self._done(doc.uri, cancel)
+        timings = result.timings
+        if result.stop_reason != "cancelled" or timings.get("evaluated_tokens", 0):
+            self.stats.add(model_calls=1)  # it reached the model (not dropped while queued)
+        self.stats.add(tokens_evaluated=int(timings.get("evaluated_tokens", 0)),
+                       tokens_reused=int(timings.get("reused_tokens", 0)))
+        if cancel.cancelled or result.stop_reason == "cancelled":
+            self.stats.add(cancelled=1)
+            return Answer("", "none", result.multiline)
+        if doc.version != version:
+            self.stats.add(stale=1)
+            return Answer("", "none", result.multiline)
+        if result.stop_reason == "error":
+            self.stats.add(errors=1)
+        if not result.text:
+            return Answer("", "none", result.multiline)
+        self.cache.put(prefix, suffix, result.multiline, result.text)
+        return self._shown_now(doc.uri, prefix, suffix, result.multiline, result.text, "model",
+                               created)
+
+    def _shown_now(self, uri: str, prefix: str, suffix: str, multiline: bool, text: str,
+                   source: str, created: float) -> Answer:
+        key = cache_key(prefix, suffix, multiline)
+        self._shown[uri] = Suggestion(text, multiline, key[0], key[1])
+        self.stats.add(shown=1)
+        self.stats.latency((time.monotonic() - created) * 1000)
+        return Answer(text, source, multiline)
+
+    # -- prefetch -------------------------------------------------------------------------
+    async def prefetch_after(self, engine: Any, doc: OpenDocument, offset: int, text: str,
+                             budget_s: float) -> None:
+        """Compute the suggestion that follows accepting `text` at `offset` (background)."""
+        if not text or not self.cache.enabled:
+            return
+        accepted = doc.text[:offset] + text + doc.text[offset:]
+        cursor = offset + len(text)
+        prefix, suffix = accepted[:cursor], accepted[cursor:]
+        cancel = self.background(doc.uri, "prefetch replaced")
+        try:
+            anchor = replace(doc.anchor)
+            prepared = engine.prepare(accepted, cursor, language_id=doc.language_id,
+                                      path=doc.path, anchor=anchor)
+            result = await self._run_model(engine.run, prepared, cancel=cancel,
+                                           created=time.monotonic(),
+                                           deadline=time.monotonic() + budget_s)
+        finally:
+            self._done(doc.uri, cancel)
+        # No version check: the cache key (the accepted text) is what makes the entry valid.
+        if result.text and not cancel.cancelled and result.stop_reason != "cancelled":
+            self.cache.put(prefix, suffix, result.multiline, result.text)
+            self._prefetched.add(cache_key(prefix, suffix, result.multiline))
+            if len(self._prefetched) > 4 * 256:
+                self._prefetched.clear()

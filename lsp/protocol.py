@@ -1,0 +1,44 @@
+"""JSON-RPC protocol with an answer for every malformed request.
+
+pygls 2.1 raises InvalidParams while decoding a request whose params do not match the LSP
+types, but only logs it: the client never gets a response and waits forever. Here such a
+request is answered with a proper InvalidParams error carrying its id.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.protocol import LanguageServerProtocol
+
+log = logging.getLogger("ghostfill.protocol")
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    id: Any
+    method: str
+    error: JsonRpcException
+    jsonrpc: str = "2.0"
+
+
+class GhostfillProtocol(LanguageServerProtocol):
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as e:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                error = e if e.message else JsonRpcInvalidParams(
+                    f"invalid params for {data.get('method')}")
+                return _Undecodable(data["id"], str(data["method"]), error)
+            raise
+
+    def handle_message(self, message: Any) -> None:
+        if isinstance(message, _Undecodable):
+            log.warning("malformed %s request (id %s)", message.method, message.id)
+            self._send_response(message.id, None, message.error.to_response_error())
+            return
+        super().handle_message(message)

@@ -1,0 +1,60 @@
+"""Counters behind `ghostfill/stats`: what the user saw, how fast, and what it cost."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class Stats:
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    requests: int = 0
+    cache_hits: int = 0
+    type_through: int = 0
+    prefetch_hits: int = 0
+    misses: int = 0
+    model_calls: int = 0
+    cancelled: int = 0
+    stale: int = 0
+    errors: int = 0
+    tokens_evaluated: int = 0
+    tokens_reused: int = 0
+    shown: int = 0
+    accepted: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def latency(self, ms: float) -> None:
+        with self._lock:
+            self.latencies_ms.append(ms)
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            lat = list(self.latencies_ms)
+            return {
+                "latency_ms": {"p50": round(percentile(lat, 50), 2),
+                               "p95": round(percentile(lat, 95), 2), "count": len(lat)},
+                "requests": self.requests,
+                "cache": {"hits": self.cache_hits, "type_through": self.type_through,
+                          "prefetch_hits": self.prefetch_hits, "misses": self.misses},
+                "model_calls": self.model_calls,
+                "cancelled": self.cancelled,
+                "stale": self.stale,
+                "errors": self.errors,
+                "tokens": {"evaluated": self.tokens_evaluated, "reused": self.tokens_reused},
+                "suggestions": {"shown": self.shown, "accepted": self.accepted},
+            }
