@@ -24,8 +24,7 @@ def area(radius: float) -> float:
 
 def circumference(radius: float) -> float:
     """Circumference of a circle."""
-    
-'''
+''' + "    \n"
 BODY_LINE = SOURCE.split("\n").index("    ", 9)
 
 
