@@ -35,6 +35,7 @@ def create_backend(config: Config) -> Backend:
             threads=mc.threads,
             model_name=model.display_name,
             draft_tokens=8 if mc.speculative == "prompt-lookup" else 0,
+            kv_reuse=mc.kv_reuse,
         )
     if kind == "transformers":
         if model.kind != "hf":

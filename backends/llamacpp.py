@@ -71,6 +71,7 @@ class LlamaCppBackend:
         model_name: str = "",
         draft_tokens: int = 0,
         ngram_max: int = 3,
+        kv_reuse: bool = True,
     ) -> None:
         path = Path(model_path)
         check_gguf(path)
@@ -98,6 +99,7 @@ class LlamaCppBackend:
         self.batch_size = batch_size
         #: Prompt-lookup draft length (0 disables drafts) and the longest n-gram matched.
         self.draft_tokens = draft_tokens
+        self.kv_reuse = kv_reuse
         self.ngram_max = ngram_max
         self.tokenizer = LlamaCppTokenizer(self._llm, name=self.model_name)
         self._n_vocab = self._llm._model.n_vocab()
@@ -154,7 +156,7 @@ class LlamaCppBackend:
         Chunks already evaluated stay in the cache when a cancel or deadline interrupts, so
         the next keystroke continues where this one stopped instead of starting over.
         """
-        reused = _common_prefix(self._cached, tokens)
+        reused = _common_prefix(self._cached, tokens) if self.kv_reuse else 0
         if reused == len(tokens):
             reused -= 1  # the last token must be evaluated again to get its logits
         self._truncate_cache(reused)

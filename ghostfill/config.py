@@ -41,6 +41,8 @@ class ModelConfig:
     speculative: Speculative = "auto"
     device: Device = "auto"
     threads: int | None = None
+    #: Reuse the KV cache between requests (off only to measure what reuse is worth).
+    kv_reuse: bool = True
     #: Run code shipped with a model repository. Off unless the user opts in.
     trust_remote_code: bool = False
     #: Never touch the network, even for models that are not cached yet.
