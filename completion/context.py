@@ -26,10 +26,13 @@ class Budget:
     template_overhead: int
     prefix_limit: int
     suffix_limit: int
+    #: Kept for the head (imports, scope headers) and cross-file snippets.
+    reserved: int = 0
 
     @property
     def available(self) -> int:
-        return self.context_length - self.reserved_for_answer - self.template_overhead
+        return (self.context_length - self.reserved_for_answer - self.template_overhead
+                - self.reserved)
 
 
 @dataclass(frozen=True)
@@ -55,15 +58,23 @@ class Window:
                 "template_overhead": self.budget.template_overhead,
                 "prefix_limit": self.budget.prefix_limit,
                 "suffix_limit": self.budget.suffix_limit,
+                "reserved": self.budget.reserved,
             },
         }
 
 
 @dataclass
 class WindowAnchor:
-    """Per-document memory of the prefix window start (a document offset)."""
+    """Per-document memory of the prefix window start (a document offset).
+
+    What is decided once per window start rides along: the head (imports and scope headers)
+    and the cross-file snippets, so they change only when the start moves.
+    """
 
     start: int | None = None
+    decided_for: int | None = None
+    head: object = None
+    snippets: list = field(default_factory=list)
     #: Token cache for the stable part of the prefix (text up to the end of the previous line).
     stable_text: str = ""
     stable_ids: list[int] = field(default_factory=list)
@@ -87,12 +98,15 @@ def make_budget(
     prefix_share: float,
     max_suffix_tokens: int,
     suffix_used: bool,
+    reserved: int = 0,
 ) -> Budget:
-    available = max(0, context_length - max_tokens - overhead)
+    """`reserved`: tokens kept for text outside the windows (headers, cross-file snippets)."""
+    available = max(0, context_length - max_tokens - overhead - reserved)
     if not suffix_used:
-        return Budget(context_length, max_tokens, overhead, available, 0)
+        return Budget(context_length, max_tokens, overhead, available, 0, reserved)
     suffix_limit = min(max_suffix_tokens, int(available * (1.0 - prefix_share)))
-    return Budget(context_length, max_tokens, overhead, available - suffix_limit, suffix_limit)
+    return Budget(context_length, max_tokens, overhead, available - suffix_limit, suffix_limit,
+                  reserved)
 
 
 def _encode_prefix(tokenizer: Tokenizer, text: str, anchor: WindowAnchor | None) -> list[int]:

@@ -75,6 +75,24 @@ def overhead_tokens(template: FimTemplate, tokenizer: Tokenizer) -> int:
     return len(empty.tokens)
 
 
+def _context_parts(template: FimTemplate, tokenizer: Tokenizer,
+                   files: Sequence[tuple[str, str]], path: str,
+                   comment: str | None) -> list[PromptPart]:
+    if not files:
+        return []
+    sep = template.file_sep_token
+    if sep is not None and tokenizer.special_id(sep) is not None:
+        parts: list[PromptPart] = []
+        for name, text in files:
+            parts += [_control(tokenizer, sep), _text(tokenizer, "context", f"{name}\n{text}\n",
+                                                       None)]
+        parts += [_control(tokenizer, sep), _text(tokenizer, "context", f"{path}\n", None)]
+        return parts
+    mark = comment or "//"
+    blocks = [f"{mark} {name}\n{text}\n" for name, text in files]
+    return [_text(tokenizer, "context", "\n".join(blocks) + f"\n{mark} {path}\n", None)]
+
+
 def render_prompt(
     template: FimTemplate,
     tokenizer: Tokenizer,
@@ -82,17 +100,21 @@ def render_prompt(
     suffix: str,
     *,
     order: Order = "psm",
-    context: str = "",
+    context_files: Sequence[tuple[str, str]] = (),
+    path: str = "",
+    comment: str | None = "#",
     prefix_ids: Sequence[int] | None = None,
     suffix_ids: Sequence[int] | None = None,
-    context_ids: Sequence[int] | None = None,
 ) -> Prompt:
+    """`context_files` are (path, text) snippets of other files, placed before everything:
+    with the family's file-separator token where it has one (StarCoder2, Qwen2.5-Coder),
+    otherwise as text under a path comment."""
     if order not in template.orders:
         order = template.orders[0]
     parts: list[PromptPart] = []
     if tokenizer.add_bos and tokenizer.bos_id is not None:
         parts.append(PromptPart("bos", "", (tokenizer.bos_id,)))
-    ctx = [_text(tokenizer, "context", context, context_ids)] if context else []
+    ctx = _context_parts(template, tokenizer, context_files, path, comment)
     pre = _text(tokenizer, "prefix", prefix, prefix_ids)
     if not template.is_fim:
         parts += [*ctx, pre]

@@ -203,3 +203,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `ghostfill prompt … | head`
+        return 0

@@ -24,6 +24,8 @@ from ghostfill.completion.context import (
     line_starts,
     make_budget,
 )
+from ghostfill.completion.crossfile import SnippetStore
+from ghostfill.completion.headers import Head, comment_prefix, head_for
 from ghostfill.completion.postprocess import FilterContext, postprocess
 from ghostfill.completion.stopping import LineStopper
 from ghostfill.completion.syntax import (
@@ -48,6 +50,7 @@ class Prepared:
     stopper: LineStopper
     filters: FilterContext
     grammar: str | None
+    head: Head
 
 
 @dataclass
@@ -97,7 +100,10 @@ class CompletionEngine:
 
     @property
     def context_length(self) -> int:
-        return self.backend.context_length
+        configured = self.config.model.context_length
+        if configured is None:
+            return self.backend.context_length
+        return min(configured, self.backend.context_length)
 
     def with_config(self, config: Config) -> CompletionEngine:
         """Same backend, new settings (model changes need a new engine)."""
@@ -114,32 +120,58 @@ class CompletionEngine:
         anchor: WindowAnchor | None = None,
         starts: list[int] | None = None,
         multiline: bool | None = None,
+        snippets: SnippetStore | None = None,
     ) -> Prepared:
         if not 0 <= offset <= len(text):
             raise InvalidPosition(f"offset {offset} is outside the document (0..{len(text)})")
         grammar = language_for(language_id, path)
         if syntax is None:
             syntax = SyntaxDocument(text, grammar)
-        cc = self.config.completion
+        if anchor is None:
+            anchor = WindowAnchor()
+        cc, ctx = self.config.completion, self.config.context
+        starts = starts if starts is not None else line_starts(text)
+        path = path or ""
+        use_cross = ctx.cross_file and snippets is not None and snippets.has_other(path)
+        head_reserve = min(128, self.context_length // 16)
         budget = make_budget(
             self.context_length,
             cc.max_tokens,
             self.overhead,
-            prefix_share=self.config.context.prefix_share,
-            max_suffix_tokens=self.config.context.max_suffix_tokens,
+            prefix_share=ctx.prefix_share,
+            max_suffix_tokens=ctx.max_suffix_tokens,
             suffix_used=self.template.is_fim,
+            reserved=head_reserve + (ctx.cross_file_tokens if use_cross else 0),
         )
-        starts = starts if starts is not None else line_starts(text)
         boundaries = boundary_lines(syntax) if syntax.tree is not None else None
         window = build_window(text, offset, self.tokenizer, budget, boundaries=boundaries,
                               anchor=anchor, starts=starts)
+        if anchor.decided_for != window.prefix_start or anchor.head is None:
+            # Decided once per window start: changing them on a keystroke would invalidate the
+            # KV cache from the head of the prompt on.
+            head = head_for(syntax, text, starts, window.prefix_start)
+            if len(self.tokenizer.encode(head.text)) > head_reserve:
+                head = Head("", ())
+            anchor.head = head
+            anchor.snippets = []
+            if use_cross and snippets is not None:
+                cursor_line = text[: offset].rsplit("\n", 12)
+                anchor.snippets = snippets.select(path, window.prefix[-4000:],
+                                                  "\n".join(cursor_line[-12:]),
+                                                  self.tokenizer, ctx.cross_file_tokens)
+            anchor.decided_for = window.prefix_start
+        head = anchor.head if isinstance(anchor.head, Head) else Head("", ())
+        head_ids = self.tokenizer.encode(head.text) if head.text else []
         prompt = render_prompt(
             self.template,
             self.tokenizer,
-            window.prefix,
+            head.text + window.prefix,
             window.suffix,
             order=self.order,
-            prefix_ids=window.prefix_ids,
+            context_files=[(s.path, s.text) for s in anchor.snippets],
+            path=path,
+            comment=comment_prefix(grammar),
+            prefix_ids=head_ids + window.prefix_ids,
             suffix_ids=window.suffix_ids,
         )
         scope = cursor_scope(syntax, offset)
@@ -166,7 +198,7 @@ class CompletionEngine:
             multiline=multiline,
             block_indent=scope.block_indent,
         )
-        return Prepared(window, prompt, stopper, filters, grammar)
+        return Prepared(window, prompt, stopper, filters, grammar, head)
 
     def multiline_at(self, scope: CursorScope) -> bool:
         """Configuration first ("always"/"never"), else what the syntax at the cursor says."""

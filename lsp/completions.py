@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ghostfill.backends.base import CancelToken
+from ghostfill.completion.crossfile import CHUNK_LINES, SnippetStore
 from ghostfill.completion.syntax import cursor_scope
 from ghostfill.lsp.cache import Suggestion, SuggestionCache, cache_key
 from ghostfill.lsp.documents import OpenDocument
@@ -34,6 +35,8 @@ class CompletionService:
     def __init__(self, run_model: Callable[..., Awaitable[Any]], stats: Stats,
                  cache: SuggestionCache) -> None:
         self._run_model = run_model
+        self.snippets = SnippetStore()
+        self._snippet_line: dict[str, int] = {}
         self.stats = stats
         self.cache = cache
         self._inflight: dict[str, CancelToken] = {}
@@ -118,7 +121,7 @@ class CompletionService:
                                       path=doc.path, syntax=syntax,
                                       anchor=doc.anchor if text is None else None,
                                       starts=doc.starts if text is None else None,
-                                      multiline=multiline)
+                                      multiline=multiline, snippets=self.snippets)
             self.stats.add(misses=1)
             result = await self._run_model(engine.run, prepared, cancel=cancel, created=created,
                                            deadline=created + budget_s)
@@ -151,6 +154,14 @@ class CompletionService:
         self.stats.latency((time.monotonic() - created) * 1000)
         return Answer(text, source, multiline)
 
+    # -- cross-file snippets ---------------------------------------------------------------
+    def edited(self, doc: OpenDocument, line: int) -> None:
+        """Remember the chunk around an edit once the user has moved to another region."""
+        last = self._snippet_line.get(doc.uri)
+        if last is None or abs(line - last) >= CHUNK_LINES // 2:
+            self._snippet_line[doc.uri] = line
+            self.snippets.add_around(doc.uri, doc.text, line)
+
     # -- prefetch -------------------------------------------------------------------------
     async def prefetch_after(self, engine: Any, doc: OpenDocument, offset: int, text: str,
                              budget_s: float) -> None:
@@ -164,7 +175,7 @@ class CompletionService:
         try:
             anchor = replace(doc.anchor)
             prepared = engine.prepare(accepted, cursor, language_id=doc.language_id,
-                                      path=doc.path, anchor=anchor)
+                                      path=doc.path, anchor=anchor, snippets=self.snippets)
             result = await self._run_model(engine.run, prepared, cancel=cancel,
                                            created=time.monotonic(),
                                            deadline=time.monotonic() + budget_s)

@@ -165,7 +165,7 @@ class GhostfillServer(LanguageServer):
                 return
             try:
                 prepared = engine.prepare(text, len(text), language_id=doc.language_id,
-                                          path=doc.path)
+                                          path=doc.path, snippets=self.service.snippets)
                 engine.backend.warm(prepared.prompt.tokens[:-1], cancel)
             except GhostfillError as e:
                 log.debug("warm-up skipped: %s", e)
@@ -231,6 +231,7 @@ def did_open(ls: GhostfillServer, params: types.DidOpenTextDocumentParams) -> No
     item = params.text_document
     doc = OpenDocument.open(item.uri, item.language_id, item.version, item.text)
     ls.documents[item.uri] = doc
+    ls.service.edited(doc, 0)
     if ls.config.server.warm_on_open:
         ls.warm(doc)
 
@@ -251,6 +252,7 @@ def did_change(ls: GhostfillServer, params: types.DidChangeTextDocumentParams) -
                               "when it is reopened")
                 return
             doc.edit(min(start, end), max(start, end), change.text)
+            ls.service.edited(doc, r.start.line)
         else:
             doc.replace_all(change.text, params.text_document.version)
     doc.version = params.text_document.version

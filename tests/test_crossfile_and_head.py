@@ -1,0 +1,65 @@
+"""Cross-file snippets and the head (imports, scope headers) of a trimmed window."""
+
+from __future__ import annotations
+
+from ghostfill.completion.context import WindowAnchor
+from ghostfill.completion.crossfile import SnippetStore
+from ghostfill.config import Config
+from ghostfill.engine import CompletionEngine
+from ghostfill.fim import get_template, render_prompt
+
+HELPERS = '''def parse_invoice_total(invoice: dict) -> float:
+    """Sum of the invoice's line amounts."""
+    return sum(line["amount"] for line in invoice["lines"])
+'''
+
+
+def test_store_selects_related_chunks_and_evicts_near_duplicates(starcoder_tokenizer):
+    store = SnippetStore(max_chunks=4)
+    store.add_around("file:///helpers.py", HELPERS, 0)
+    store.add_around("file:///other.py", "def unrelated_banner():\n    print('hello')\n", 0)
+    store.add_around("file:///copy.py", HELPERS, 0)  # same words: evicts helpers.py
+    assert len(store) == 2
+    chosen = store.select("file:///main.py", "import json\n", "total = parse_invoice_total(",
+                          starcoder_tokenizer, 256)
+    assert [s.path for s in chosen] == ["file:///copy.py"]
+    # Never a chunk of the current file, never more than the cap.
+    assert store.select("file:///copy.py", "", "parse_invoice_total", starcoder_tokenizer,
+                        256) == []
+    assert store.select("file:///main.py", "", "parse_invoice_total", starcoder_tokenizer,
+                        5) == []
+
+
+def test_file_separator_form_for_families_that_have_it(starcoder_tokenizer):
+    tok = starcoder_tokenizer
+    prompt = render_prompt(get_template("starcoder"), tok, "x = ", "\n",
+                           context_files=[("lib/helpers.py", HELPERS)], path="main.py")
+    sep = tok.special_id("<file_sep>")
+    assert prompt.tokens[0] == sep
+    assert prompt.tokens.count(sep) == 2
+    assert prompt.display().startswith("<file_sep>lib/helpers.py\n" + HELPERS)
+
+
+def test_engine_puts_snippets_and_scope_headers_into_the_prompt(gemma_backend):
+    config = Config().updated({"completion": {"maxTokens": 16}, "model": {"contextLength": 512}})
+    engine = CompletionEngine(config, gemma_backend)
+    store = SnippetStore()
+    store.add_around("lib/helpers.py", HELPERS, 0)
+    body = "".join(f"        self.field_{i} = compute_{i}(value)\n" for i in range(120))
+    text = ("import json\nimport math\n\n\nclass Ledger:\n    def __init__(self, value):\n"
+            + body + "        total = parse_invoice_total(")
+    anchor = WindowAnchor()
+    prepared = engine.prepare(text, len(text), path="app/ledger.py", anchor=anchor,
+                              snippets=store)
+    shown = prepared.prompt.display()
+    assert prepared.window.prefix_start > 0  # the window was cut inside the method
+    assert "# lib/helpers.py\n" + HELPERS in shown
+    assert "import json\nimport math\n# ...\nclass Ledger:\n    # ...\n" in shown
+    assert "    def __init__(self, value):\n        # ...\n" in shown
+    assert prepared.prompt.counts()["total"] + 16 <= 512
+    # Typing does not change the head or the snippets (the KV cache stays valid).
+    tokens = prepared.prompt.tokens
+    again = engine.prepare(text + "i", len(text) + 1, path="app/ledger.py", anchor=anchor,
+                           snippets=store)
+    head_len = len(prepared.prompt.tokens) - len(prepared.window.prefix_ids)
+    assert again.prompt.tokens[:head_len] == tokens[:head_len]
