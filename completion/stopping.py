@@ -40,6 +40,9 @@ class LineStopper:
     cursor_line_prefix: str = ""
     next_line: str = ""
     max_lines: int = 64
+    #: Text after the cursor on its line (an auto-closed `}`): a block answer then ends with
+    #: its line break, so that text lands on a line of its own.
+    cursor_line_rest: str = ""
 
     def check(self, text: str) -> int | None:
         newline = text.find("\n")
@@ -66,13 +69,14 @@ class LineStopper:
             full = self.cursor_line_prefix + line if start == 0 else line
             lines_seen += 1
             if start > 0:
+                cut = start if self.cursor_line_rest.strip() else start - 1
                 if not line.strip():
                     # First blank line ends a multi-line answer (drop the blank line too).
-                    return start - 1
+                    return cut
                 if indent_width(full) < self.block_indent:
-                    return start - 1
+                    return cut
                 if self.next_line and line.strip() == self.next_line.strip():
-                    return start - 1
+                    return cut
             if lines_seen >= self.max_lines:
                 return end
             start = end + 1

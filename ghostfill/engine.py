@@ -190,6 +190,7 @@ class CompletionEngine:
             block_indent=scope.block_indent,
             cursor_line_prefix=text[line_start:offset],
             next_line=next_line,
+            cursor_line_rest=text[offset : line_end if line_end >= 0 else len(text)],
         )
         filters = FilterContext(
             prefix=text[:offset],

@@ -1,0 +1,48 @@
+"""Stop rules, checked on text as it grows token by token."""
+
+from __future__ import annotations
+
+from ghostfill.completion.stopping import LineStopper
+
+
+def first_stop(stopper: LineStopper, text: str) -> str:
+    """Feed `text` one character at a time, as a backend would, and return what is kept."""
+    for n in range(1, len(text) + 1):
+        cut = stopper.check(text[:n])
+        if cut is not None:
+            return text[:n][:cut]
+    return text
+
+
+def test_single_line_stops_at_the_newline():
+    s = LineStopper(multiline=False, cursor_line_prefix="    x = ")
+    assert first_stop(s, "compute(a)\n    y = 2\n") == "compute(a)"
+
+
+def test_single_line_after_a_block_opener_takes_the_next_line():
+    s = LineStopper(multiline=False, cursor_line_prefix="def f(x):")
+    assert first_stop(s, "\n    return x + 1\n    print(x)\n") == "\n    return x + 1"
+
+
+def test_multiline_stops_at_dedent_and_blank_line():
+    s = LineStopper(multiline=True, block_indent=4, cursor_line_prefix="    ")
+    assert first_stop(s, "a = 1\n    b = 2\nc = 3\n") == "a = 1\n    b = 2"
+    assert first_stop(s, "a = 1\n\n    b = 2\n") == "a = 1"
+
+
+def test_multiline_stops_where_the_suffix_begins():
+    s = LineStopper(multiline=True, block_indent=4, cursor_line_prefix="    ",
+                    next_line="    return total")
+    assert first_stop(s, "total = sum(v)\n    return total\n") == "total = sum(v)"
+
+
+def test_auto_closed_brace_keeps_the_line_break():
+    s = LineStopper(multiline=True, block_indent=2, cursor_line_prefix="int f() {",
+                    cursor_line_rest="}")
+    assert first_stop(s, "\n  return 1;\n}\n") == "\n  return 1;\n"
+
+
+def test_deadline_keeps_whole_lines_only():
+    s = LineStopper(multiline=True, block_indent=0)
+    assert s.cut_at_deadline("a = 1\nb = 2\nc = ") == "a = 1\nb = 2"
+    assert s.cut_at_deadline("a = ") == ""
