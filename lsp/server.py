@@ -448,11 +448,18 @@ async def fim_command(ls: GhostfillServer, *args: Any) -> dict[str, Any]:
     if len(arguments) < 2:
         raise JsonRpcInvalidParams("ghostfill.fim takes [uri, position | range]")
     result = await _fim(ls, arguments[0], arguments[1])
-    if result["text"]:
+    workspace = ls.client_capabilities.workspace
+    if result["text"] and workspace is not None and workspace.apply_edit:
         edit = types.WorkspaceEdit(changes={arguments[0]: [types.TextEdit(
             range=_structure(ls, result["range"], types.Range), new_text=result["text"])]})
-        await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
-            edit=edit, label="ghostfill: fill in the middle"))
+        try:
+            applied = await asyncio.wait_for(ls.workspace_apply_edit_async(
+                types.ApplyWorkspaceEditParams(edit=edit, label="ghostfill: fill in the middle")),
+                timeout=30)
+            result["applied"] = bool(applied and applied.applied)
+        except (TimeoutError, Exception) as e:  # the client may refuse or never answer
+            log.warning("workspace/applyEdit failed: %s", e)
+            result["applied"] = False
     return result
 
 

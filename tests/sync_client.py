@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import uuid
+from concurrent.futures import Future
 from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
+from pygls.protocol import JsonRPCRequestMessage
 
 
 class SyncClient:
@@ -60,6 +63,21 @@ class SyncClient:
     def request(self, method: str, params: Any, timeout: float = 300) -> Any:
         return self.call(lambda: self.client.protocol.send_request_async(method, params),
                          timeout)
+
+    def raw_request(self, method: str, params: Any, timeout: float = 60) -> Any:
+        """Send `params` exactly as given (any JSON), bypassing the client's typed
+        serialization; returns the result or raises the server's JSON-RPC error."""
+        protocol = self.client.protocol
+        msg_id = str(uuid.uuid4())
+
+        async def send() -> Any:
+            future: Future[Any] = Future()
+            protocol._request_futures[msg_id] = future
+            protocol._send_data(JsonRPCRequestMessage(id=msg_id, method=method, params=params,
+                                                      jsonrpc="2.0"))
+            return await asyncio.wrap_future(future)
+
+        return self.call(send, timeout)
 
     def open(self, uri: str, text: str, language: str = "python") -> None:
         self.notify(self.client.text_document_did_open, types.DidOpenTextDocumentParams(
