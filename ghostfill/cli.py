@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -147,7 +148,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ghostfill.lsp.server import serve
 
     config = build_config(args)
-    serve(config, tcp_port=args.tcp, host=args.host)
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise GhostfillError(f"--token-env {args.token_env}: the variable is not set")
+    if args.tcp is not None and not 0 < args.tcp < 65536:
+        raise GhostfillError(f"--tcp {args.tcp}: not a port number")
+    serve(config, tcp_port=args.tcp, host=args.host, token=token)
     return 0
 
 
@@ -171,6 +179,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tcp", type=int, metavar="PORT", help="listen on TCP instead of stdio")
     p.add_argument("--host", default="127.0.0.1",
                    help="TCP address to bind (default 127.0.0.1; anything else is exposed)")
+    p.add_argument("--token-env", metavar="VAR",
+                   help="require TCP clients to send the token in $VAR as "
+                        "initializationOptions.authToken")
     model_options(p)
     p.set_defaults(func=cmd_serve)
 

@@ -9,6 +9,7 @@ within a token.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import sys
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
 
 from ghostfill import __version__
@@ -60,6 +61,8 @@ class GhostfillServer(LanguageServer):
         self._engine_ready = threading.Event()
         self._model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ghostfill-model")
         self.stats = Stats()
+        #: Required from TCP clients as initializationOptions.authToken (None: no check).
+        self.auth_token: str | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self.service = CompletionService(self.run_model, self.stats,
                                          SuggestionCache(self.config.server.cache_size))
@@ -186,6 +189,12 @@ class GhostfillServer(LanguageServer):
             self.engine = self.engine.with_config(new)
             self.service.cache.clear()
 
+    def drop_connection(self) -> None:
+        writer = self.protocol.writer
+        close = getattr(writer, "close", None)
+        if close is not None:
+            close()
+
     def background(self, coro: Any) -> None:
         """Run a coroutine after the response; keep a reference so it is not collected."""
         task = asyncio.ensure_future(coro)
@@ -203,6 +212,16 @@ server = GhostfillServer()
 @server.feature(types.INITIALIZE)
 def on_initialize(ls: GhostfillServer, params: types.InitializeParams) -> None:
     options = params.initialization_options
+    if isinstance(options, dict):
+        options = dict(options)
+        offered = options.pop("authToken", None)
+    else:
+        offered = None
+    if ls.auth_token is not None and not hmac.compare_digest(str(offered or ""),
+                                                             ls.auth_token):
+        # A TCP port on localhost is reachable by every local user: require the token.
+        asyncio.get_running_loop().call_later(0.2, ls.drop_connection)
+        raise JsonRpcInvalidRequest("ghostfill: wrong or missing authToken")
     if options:
         try:
             ls.config = ls.config.updated(options)
@@ -495,9 +514,11 @@ def stats_request(ls: GhostfillServer, params: Any = None) -> dict[str, Any]:
     return info
 
 
-def serve(config: Config, *, tcp_port: int | None = None, host: str = "127.0.0.1") -> None:
+def serve(config: Config, *, tcp_port: int | None = None, host: str = "127.0.0.1",
+          token: str | None = None) -> None:
     logging.basicConfig(level=os.environ.get("GHOSTFILL_LOG", "WARNING"), stream=sys.stderr)
     server.config = config
+    server.auth_token = token
     if tcp_port is not None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("listening on %s: other machines can reach this server", host)
