@@ -27,6 +27,9 @@ class _Undecodable:
 
 class GhostfillProtocol(LanguageServerProtocol):
     def structure_message(self, data: dict[str, Any]) -> Any:
+        if isinstance(data, dict) and "method" in data and "jsonrpc" in data:
+            # JSON-RPC lets a request leave `params` out; pygls then fails to decode it.
+            data.setdefault("params", None)
         try:
             return super().structure_message(data)
         except JsonRpcException as e:

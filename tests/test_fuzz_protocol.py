@@ -73,3 +73,23 @@ def test_unknown_methods_are_method_not_found(server: SyncClient):
         server.raw_request("ghostfill/unknown", {})
     assert info.value.code == -32601
     assert server.alive()
+
+
+def test_params_may_be_left_out(server: SyncClient):
+    stats = server.call(lambda: _send_without_params(server, "ghostfill/stats"))
+    assert stats.state in ("loading", "ready")
+
+
+async def _send_without_params(server: SyncClient, method: str):
+    import asyncio
+    import json
+    import uuid
+    from concurrent.futures import Future
+
+    protocol = server.client.protocol
+    msg_id = str(uuid.uuid4())
+    future: Future = Future()
+    protocol._request_futures[msg_id] = future
+    body = json.dumps({"jsonrpc": "2.0", "id": msg_id, "method": method})
+    protocol.writer.write(f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+    return await asyncio.wrap_future(future)

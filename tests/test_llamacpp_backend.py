@@ -105,7 +105,7 @@ def test_cancel_stops_within_a_step_and_the_next_request_reuses_the_cache(gemma_
     )
     assert result.stop_reason == "cancelled"
     assert len(result.tokens) <= 8  # a step or two after the cancel, not 200
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # 200 tokens would take far longer on a loaded box
     again = gemma_backend.generate(GenerationRequest([*tokens, result.tokens[0]], max_tokens=2))
     assert again.timings.evaluated_tokens <= 2
 

@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { applyError, applyProgress, applyStats, formatStats, initialStatus, statusBarText } from '../status';
+
+test('load progress shows in the status bar, then the model and latency', () => {
+  let s = initialStatus(true);
+  assert.equal(statusBarText(s).text, '$(loading~spin) ghostfill');
+  s = applyProgress(s, { kind: 'begin', title: 'ghostfill', message: 'loading gemma3-270m' });
+  assert.equal(statusBarText(s).text, '$(loading~spin) ghostfill loading');
+  s = applyProgress(s, { kind: 'report', percentage: 40 });
+  assert.equal(statusBarText(s).text, '$(loading~spin) ghostfill 40%');
+  assert.match(statusBarText(s).tooltip, /loading gemma3-270m/);
+  s = applyProgress(s, { kind: 'end', message: 'ready' });
+  s = applyStats(s, { model: 'gemma3-270m', template: 'prefix-only', backend: 'llamacpp', state: 'ready' });
+  assert.equal(statusBarText(s).text, '$(sparkle) ghostfill');
+  s = { ...s, latencyMs: 231.6 };
+  assert.equal(statusBarText(s).text, '$(sparkle) ghostfill 232 ms');
+  assert.match(statusBarText(s).tooltip, /gemma3-270m \(template prefix-only\), backend llamacpp/);
+});
+
+test('a failed load stays an error after the progress ends', () => {
+  let s = applyProgress(initialStatus(true), { kind: 'begin', title: 'ghostfill' });
+  s = applyError(s, 'model file broken.gguf is not a GGUF file');
+  s = applyProgress(s, { kind: 'end', message: 'ready' });
+  assert.equal(s.state, 'error');
+  assert.equal(statusBarText(s).text, '$(error) ghostfill');
+  s = applyStats(s, { state: 'error', error: 'broken.gguf: bad magic' });
+  assert.match(statusBarText(s).tooltip, /broken\.gguf: bad magic/);
+});
+
+test('toggled off shows as off once ready', () => {
+  const s = applyStats(initialStatus(false), { state: 'ready', model: 'm' });
+  assert.equal(statusBarText(s).text, '$(circle-slash) ghostfill');
+  assert.match(statusBarText(s).tooltip, /Ghost text off/);
+});
+
+test('stats text', () => {
+  const lines = formatStats({
+    model: 'gemma3-270m', template: 'prefix-only', backend: 'llamacpp', state: 'ready', error: null,
+    latency_ms: { p50: 120.4, p95: 300, count: 4 }, cache: { hits: 1, type_through: 2, misses: 3 },
+    tokens: { evaluated: 10, reused: 20 }, suggestions: { shown: 4, accepted: 1 },
+  });
+  assert.deepEqual(lines, [
+    'Model: gemma3-270m (template prefix-only, backend llamacpp)',
+    'State: ready',
+    'Latency: p50 120 ms, p95 300 ms over 4 requests',
+    'Cache: 1 hits, 2 type-through, 3 misses',
+    'Tokens: 10 evaluated, 20 reused',
+    'Suggestions: 4 shown, 1 accepted (25%)',
+  ]);
+  assert.equal(formatStats({}).length, 6, 'an older server without some fields still formats');
+});
