@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ghostfill.backends.base import Backend
 from ghostfill.config import Config
-from ghostfill.errors import ConfigError
+from ghostfill.errors import ConfigError, ModelNotAvailable
 from ghostfill.models import ResolvedModel, resolve
 
 
@@ -47,7 +47,16 @@ def create_backend(config: Config) -> Backend:
         draft = mc.draft or (model.preset.draft if model.preset else None)
         draft_path = None
         if draft and mc.speculative in ("auto", "draft"):
-            draft_path = resolve(draft, offline=mc.offline).path
+            try:
+                draft_path = resolve(draft, offline=mc.offline).path
+            except ModelNotAvailable:
+                if mc.speculative == "draft":
+                    raise
+                # "auto": no draft model at hand, the backend falls back to prompt lookup.
+        if mc.threads:
+            import torch
+
+            torch.set_num_threads(mc.threads)
         return TransformersBackend(
             model.path,
             draft=draft_path,

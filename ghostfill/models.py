@@ -232,9 +232,10 @@ def _hf_snapshot(repo_id: str, *, offline: bool, preset_name: str | None = None)
         raise ModelNotAvailable(
             f"model {label} comes from the Hugging Face hub: pip install 'ghostfill[gpu]'"
         ) from e
-    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.py", "*.tiktoken"]
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
     try:
-        return Path(snapshot_download(repo_id, local_files_only=True, allow_patterns=patterns))
+        return Path(snapshot_download(repo_id, local_files_only=True,
+                                      allow_patterns=[*patterns, "*.bin"]))
     except Exception:
         pass
     if offline or os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -243,6 +244,10 @@ def _hf_snapshot(repo_id: str, *, offline: bool, preset_name: str | None = None)
             f"run `ghostfill models --download {preset_name or repo_id}` on a connected machine"
         )
     try:
+        from huggingface_hub import list_repo_files
+
+        if not any(f.endswith(".safetensors") for f in list_repo_files(repo_id)):
+            patterns.append("*.bin")  # older repos ship only pytorch_model.bin
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as e:  # network errors, gated repos, missing repos
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
