@@ -132,7 +132,10 @@ def replay_engine(spans: list[Span], settings: dict[str, Any], label: str) -> Re
         anchor = WindowAnchor()
         rows = base.split("\n")
         offset = sum(len(r) + 1 for r in rows[: span.line]) + span.column
-        for typed in range(len(span.erased) + 1):
+        # The cold window (opening the file) is not part of typing, as in the LSP replay.
+        engine.complete(base, offset, path=str(span.path), anchor=anchor,
+                        deadline=time.monotonic() + 60)
+        for typed in range(1, len(span.erased) + 1):
             text = base[:offset] + span.erased[:typed] + base[offset:]
             created = time.monotonic()
             result = engine.complete(text, offset + typed, path=str(span.path), anchor=anchor,
