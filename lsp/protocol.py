@@ -41,7 +41,7 @@ class GhostfillProtocol(LanguageServerProtocol):
 
     def handle_message(self, message: Any) -> None:
         if isinstance(message, _Undecodable):
-            log.warning("malformed %s request (id %s)", message.method, message.id)
+            log.info("malformed %s request (id %s)", message.method, message.id)
             self._send_response(message.id, None, message.error.to_response_error())
             return
         super().handle_message(message)

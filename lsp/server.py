@@ -516,7 +516,14 @@ def stats_request(ls: GhostfillServer, params: Any = None) -> dict[str, Any]:
 
 def serve(config: Config, *, tcp_port: int | None = None, host: str = "127.0.0.1",
           token: str | None = None) -> None:
-    logging.basicConfig(level=os.environ.get("GHOSTFILL_LOG", "WARNING"), stream=sys.stderr)
+    level = os.environ.get("GHOSTFILL_LOG", "WARNING")
+    logging.basicConfig(level=level, stream=sys.stderr)
+    if level != "DEBUG":
+        # pygls logs a traceback at ERROR for every undecodable message; we answer those with
+        # InvalidParams instead. A client that floods bad input must not flood the editor's
+        # log, nor fill a stderr pipe nobody reads (a full pipe blocks the server).
+        logging.getLogger("pygls.protocol.json_rpc").setLevel(logging.CRITICAL)
+        logging.getLogger("pygls.io_").setLevel(logging.CRITICAL)
     server.config = config
     server.auth_token = token
     if tcp_port is not None:

@@ -45,10 +45,19 @@ class SyncClient:
 
         cmd = command or [sys.executable, "-m", "ghostfill", "serve"]
         self.call(lambda: self.client.start_io(*cmd))
+        self.stderr = bytearray()
+        self._drain = asyncio.run_coroutine_threadsafe(self._read_stderr(), self._loop)
         self.call(lambda: self.client.initialize_async(types.InitializeParams(
             capabilities=types.ClientCapabilities(), initialization_options=settings or {})))
         self.notify(self.client.initialized, types.InitializedParams())
         self.server = self.client._server
+
+    async def _read_stderr(self) -> None:
+        """Keep the server's stderr drained, as an editor does (a full pipe blocks a writer)."""
+        stream = self.client._server.stderr
+        while stream is not None and (chunk := await stream.read(65536)):
+            self.stderr += chunk[-65536:]
+            del self.stderr[:-65536]
 
     def call(self, make: Any, timeout: float = 300) -> Any:
         """Run `make()` (which returns an awaitable) on the client's loop and wait for it."""
