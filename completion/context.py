@@ -117,6 +117,10 @@ def _encode_prefix(tokenizer: Tokenizer, text: str, anchor: WindowAnchor | None)
     on one line, so its tokens come from the anchor's cache.
     """
     cut = text.rfind("\n")
+    # Keep a trailing run of blank lines whole: tokenizers merge "\n\n" and a split there
+    # shows the model a sequence it rarely saw in training.
+    while cut > 0 and text[cut - 1] in "\n\r \t":
+        cut -= 1
     if anchor is None or cut <= 0:
         return tokenizer.encode(text)
     stable = text[:cut]

@@ -75,7 +75,9 @@ class LineStopper:
                     return cut
                 if indent_width(full) < self.block_indent:
                     return cut
-                if self.next_line and line.strip() == self.next_line.strip():
+                # The suffix's next line, at its own depth (the same words one level deeper
+                # are the body being written, not the suffix).
+                if self.next_line.strip() and line.rstrip() == self.next_line.rstrip():
                     return cut
             if lines_seen >= self.max_lines:
                 return end

@@ -91,3 +91,11 @@ def test_unused_suffix_budget_flows_to_the_prefix(starcoder_tokenizer):
     w = build_window(text, offset, tok, budget)
     assert len(w.suffix_ids) <= 10
     assert len(w.prefix_ids) <= budget.prefix_limit
+
+
+def test_a_trailing_blank_line_is_tokenized_whole(starcoder_tokenizer):
+    tok = starcoder_tokenizer
+    text = 'def f():\n    """Doc."""\n\n'
+    budget = budget_for(200, 0)
+    w = build_window(text, len(text), tok, budget, anchor=WindowAnchor())
+    assert w.prefix_ids == tok.encode(text)

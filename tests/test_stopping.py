@@ -46,3 +46,10 @@ def test_deadline_keeps_whole_lines_only():
     s = LineStopper(multiline=True, block_indent=0)
     assert s.cut_at_deadline("a = 1\nb = 2\nc = ") == "a = 1\nb = 2"
     assert s.cut_at_deadline("a = ") == ""
+
+
+def test_a_line_like_the_suffix_but_deeper_is_part_of_the_answer():
+    s = LineStopper(multiline=True, block_indent=4, cursor_line_prefix="    ",
+                    next_line="    return False")
+    assert first_stop(s, "else:\n        return False\n    return False\n") == \
+        "else:\n        return False"
