@@ -197,6 +197,10 @@ def make_parser() -> argparse.ArgumentParser:
     model_options(p)
     p.set_defaults(func=cmd_prompt)
 
+    from ghostfill.bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
+
     p = sub.add_parser("models", help="list model presets and whether they work offline")
     p.add_argument("--json", action="store_true")
     p.add_argument("--download", metavar="NAME", help="download a preset or repo id now")
@@ -206,7 +210,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "rest"):  # only pass-through benchmarks take their own options
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.rest = extra + args.rest
     try:
         return int(args.func(args) or 0)
     except GhostfillError as e:

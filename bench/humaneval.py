@@ -1,0 +1,577 @@
+"""HumanEval infilling through the real completion pipeline, next to the raw model.
+
+Every task goes the way an editor request goes: the document is the program with the hole
+taken out, the cursor sits where the hole was, and `CompletionEngine.prepare` + `run` produce
+the text (window, template, stop rules and post-processing included). Configurations:
+
+  * `raw`: the same backend and model, prompted with the prefix alone (BOS + prefix tokens),
+    greedy, the same token limit, no stop rules and no filters, only the minimal cut a client
+    needs: the first newline for single-line holes, the first blank line for multi-line holes.
+    Only the pipeline differs, so the comparison measures the pipeline and not the model.
+  * `pipeline`: ghostfill as the editor runs it.
+  * `pipeline-no-<filter>`: the pipeline with one post-processing filter switched off
+    (`disabled_filters`), to see what each filter is worth.
+
+Generation is greedy and the filters run after it, so an ablation's text is the pipeline's
+model output post-processed without that filter: by default (`ablation_mode="reuse"`) the
+ablations re-run `postprocess` on the pipeline's generation instead of generating again,
+which is what `engine.run(disabled_filters=...)` does and costs a few milliseconds instead of
+a generation; `"rerun"` calls `engine.run` for each ablation.
+
+Scores: exact match (stripped non-blank lines equal), functional pass@1 (the task's `test`
+and `check(entry_point)` run on prefix + completion + suffix in a subprocess with a timeout and
+CPU/memory limits) and latency per task (prepare + run, from before the prompt is built to
+the final text).
+
+The document layout: a whole-line hole is, in an editor, an empty line the user is about to
+write (`open-line`: prompt + "\\n" + suffix, cursor at the start of the empty line).
+`as-given` uses prompt + suffix, which puts the next line's text after the cursor on the same
+line. Either way the completion is spliced back as whole lines (see `splice`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ghostfill.backends.base import GenerationRequest
+from ghostfill.bench.holes import Task, load_tasks, multi_line_holes, sample_tasks
+from ghostfill.completion.postprocess import FILTERS, postprocess
+from ghostfill.config import Config
+from ghostfill.errors import GhostfillError
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("GHOSTFILL_DATA_DIR", ROOT.parent / "shared" / "data"))
+DEFAULT_DATA = DATA_DIR / "HumanEval-SingleLineInfilling.jsonl.gz"
+SCHEMA = "ghostfill.bench.humaneval/1"
+RAW, PIPELINE, ABLATION = "raw", "pipeline", "pipeline-no-"
+SINGLE_MAX_TOKENS, MULTI_MAX_TOKENS = 64, 128
+PASS_MARK = "__ghostfill_check_passed__"
+CHUNK = 10  # tasks per turn of each configuration (see generate_all)
+
+Holes = Literal["single", "multi"]
+Log = Callable[[str], None]
+
+
+def default_results_dir() -> Path:
+    base = ROOT if (ROOT / "pyproject.toml").is_file() else Path.cwd()
+    return base / "bench" / "results"
+
+
+def all_configs() -> list[str]:
+    return [RAW, PIPELINE, *(ABLATION + name for name, _ in FILTERS)]
+
+
+def parse_configs(spec: str) -> list[str]:
+    """`all`, `ablations`, or a comma list of configuration names (order kept)."""
+    known = all_configs()
+    chosen: list[str] = []
+    for word in (w.strip() for w in spec.split(",")):
+        names = {"all": known, "ablations": known[2:]}.get(word, [word] if word else [])
+        for name in names:
+            if name not in known:
+                raise GhostfillError(f"unknown configuration '{name}' (known: "
+                                     f"all, ablations, {', '.join(known)})")
+            if name not in chosen:
+                chosen.append(name)
+    if not chosen:
+        raise GhostfillError("no configuration chosen")
+    return chosen
+
+
+@dataclass
+class Options:
+    data: Path = DEFAULT_DATA
+    holes: Holes = "single"
+    limit: int | None = None
+    seed: int | None = None
+    model: str | None = None
+    backend: str | None = None
+    max_tokens: int | None = None  # None: 64 for single-line holes, 128 for multi-line
+    configs: list[str] = field(default_factory=all_configs)
+    out: Path = field(default_factory=default_results_dir)
+    jobs: int = 2
+    timeout_s: float = 10.0
+    memory_mb: int = 1024
+    budget_ms: int | None = None  # None: no deadline, scores do not depend on machine load
+    document: Literal["open-line", "as-given"] = "open-line"
+    multiline: Literal["hole", "auto"] = "hole"  # hole: tell prepare() the hole's kind
+    ablation_mode: Literal["reuse", "rerun"] = "reuse"
+    plots: bool = True
+
+    @property
+    def tokens(self) -> int:
+        if self.max_tokens is not None:
+            return self.max_tokens
+        return MULTI_MAX_TOKENS if self.holes == "multi" else SINGLE_MAX_TOKENS
+
+
+@dataclass
+class Attempt:
+    """One configuration's answer for one task."""
+
+    text: str
+    raw: str
+    stop_reason: str
+    latency_ms: float
+    timings: dict[str, float] = field(default_factory=dict)
+    exact: bool = False
+    syntax_ok: bool = False  # the spliced program compiles
+    passed: bool = False
+    status: str = "pending"  # passed | failed | timeout
+    detail: str = ""
+    #: What this request left in the KV cache (prompt + generated tokens); not written out.
+    cache: list[int] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text, "raw": self.raw, "exact": self.exact, "passed": self.passed,
+            "syntax_ok": self.syntax_ok,
+            "status": self.status, "detail": self.detail, "stop_reason": self.stop_reason,
+            "latency_ms": round(self.latency_ms, 2), "timings": self.timings,
+        }
+
+
+@dataclass
+class Report:
+    path: Path
+    data: dict[str, Any]
+    plots: list[Path]
+
+    @property
+    def summary(self) -> dict[str, dict[str, Any]]:
+        return self.data["summary"]
+
+
+# --- tasks -------------------------------------------------------------------------------
+
+
+def select_tasks(options: Options) -> list[Task]:
+    tasks = load_tasks(options.data)
+    if options.holes == "multi":
+        tasks = multi_line_holes(tasks, options.seed or 0)
+    return sample_tasks(tasks, options.limit, options.seed)
+
+
+def document(task: Task, layout: str) -> tuple[str, int]:
+    """The editor's buffer for `task` and the cursor offset in it."""
+    gap = "\n" if layout == "open-line" else ""
+    return task.prompt + gap + task.suffix, len(task.prompt)
+
+
+def splice(task: Task, completion: str) -> str:
+    """The program with the completion in the hole. The hole is whole lines, so the completion
+    ends its last line (an editor user accepts it and the line is there); trailing blanks go."""
+    return task.prompt + completion.rstrip() + "\n" + task.suffix
+
+
+def normalised_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.split("\n") if line.strip()]
+
+
+def exact_match(completion: str, canonical: str) -> bool:
+    """Equal up to whitespace: the stripped non-blank lines agree."""
+    return normalised_lines(completion) == normalised_lines(canonical)
+
+
+def compiles(program: str) -> bool:
+    """Whether `program` is valid Python. Post-processing aims at this even when the code is
+    wrong, so it is scored on its own: it moves where pass@1 cannot (a small model rarely
+    fills a multi-line hole correctly). Compiling runs nothing."""
+    try:
+        compile(program, "<candidate>", "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+# --- generation --------------------------------------------------------------------------
+
+
+@dataclass
+class RawCut:
+    """The raw baseline's only rule: a single-line answer ends at the first newline, a
+    multi-line answer at the first blank line (stopping there gives the same text as cutting
+    after `max_tokens`, without paying for tokens that would be thrown away)."""
+
+    multiline: bool
+
+    def check(self, text: str) -> int | None:
+        if not self.multiline:
+            newline = text.find("\n")
+            return newline if newline >= 0 else None
+        start = 0
+        while (end := text.find("\n", start)) >= 0:
+            if not text[start:end].strip():
+                return max(0, start - 1)
+            start = end + 1
+        return None
+
+    def cut_at_deadline(self, text: str) -> str:
+        cut = self.check(text)
+        return text if cut is None else text[:cut]
+
+
+def deadline_after(start: float, budget_ms: int | None) -> float:
+    return start + (budget_ms / 1000.0 if budget_ms else math.inf)
+
+
+def run_raw(engine: Any, task: Task, options: Options) -> Attempt:
+    tokenizer = engine.backend.tokenizer
+    start = time.monotonic()
+    bos = [tokenizer.bos_id] if tokenizer.add_bos and tokenizer.bos_id is not None else []
+    room = engine.context_length - options.tokens - len(bos) - 1
+    tokens = bos + tokenizer.encode(task.prompt)[-room:]
+    request = GenerationRequest(
+        tokens=tokens,
+        max_tokens=options.tokens,
+        stop_ids=frozenset(tokenizer.eos_ids),
+        stopper=RawCut(task.multiline),
+        deadline=deadline_after(start, options.budget_ms),
+        created=start,
+    )
+    generation = engine.backend.generate(request)
+    text = RawCut(task.multiline).cut_at_deadline(generation.text)
+    latency = (time.monotonic() - start) * 1000
+    return Attempt(text, generation.text, generation.stop_reason, latency,
+                   generation.timings.to_dict(), cache=tokens + list(generation.tokens))
+
+
+def run_pipeline(engine: Any, task: Task, options: Options, ablations: list[str],
+                 disabled: frozenset[str] = frozenset()) -> dict[str, Attempt]:
+    """The pipeline's attempt (with `disabled` filters off), plus `ablations` derived from its
+    generation by re-running the filters (see the module docstring)."""
+    text, offset = document(task, options.document)
+    multiline = task.multiline if options.multiline == "hole" else None
+    start = time.monotonic()
+    prepared = engine.prepare(text, offset, language_id="python", path="humaneval.py",
+                              multiline=multiline)
+    result = engine.run(prepared, deadline=deadline_after(start, options.budget_ms),
+                        created=start, disabled_filters=disabled)
+    latency = (time.monotonic() - start) * 1000
+    # The generated ids are not in the result; re-encoding the model text comes close enough
+    # for restoring the cache (see generate_all).
+    cache = prepared.prompt.tokens + engine.backend.tokenizer.encode(result.raw)
+    out = {"": Attempt(result.text, result.raw, result.stop_reason, latency, result.timings,
+                       cache=cache)}
+    if not ablations:
+        return out
+    own_ms = _timed_postprocess(result.raw, prepared.filters, disabled)[1]
+    for name in ablations:
+        cut, ms = _timed_postprocess(result.raw, prepared.filters, frozenset({name}))
+        out[name] = Attempt(cut, result.raw, result.stop_reason, latency - own_ms + ms,
+                            result.timings)
+    return out
+
+
+def _timed_postprocess(raw: str, filters: Any, disabled: frozenset[str]) -> tuple[str, float]:
+    start = time.perf_counter()
+    text = postprocess(raw, filters, disabled)
+    return text, (time.perf_counter() - start) * 1000
+
+
+def warm_up(engine: Any) -> None:
+    """One short generation before timing anything: the first request of a process pays for
+    paging the weights in, which is a start-up cost and not a per-completion one."""
+    tokenizer = engine.backend.tokenizer
+    bos = [tokenizer.bos_id] if tokenizer.add_bos and tokenizer.bos_id is not None else []
+    tokens = bos + tokenizer.encode("def add(a, b):\n    return")
+    engine.backend.generate(GenerationRequest(tokens=tokens, max_tokens=4,
+                                              stop_ids=frozenset(tokenizer.eos_ids)))
+
+
+def generate_all(engine: Any, tasks: list[Task], options: Options,
+                 log: Log) -> dict[str, list[Attempt]]:
+    """Each configuration's attempts. Tasks go in chunks of `CHUNK`; within a chunk each
+    generating configuration takes its turn over all its tasks, so a change in machine load
+    during the run hits all configurations alike instead of one whole pass. Before a turn the
+    KV cache is put back (`backend.warm`, not timed) to what the configuration's own previous
+    request left there: every configuration then sees the cache as if it ran alone over the
+    tasks in order (consecutive tasks often share a program, so that reuse is real and
+    equal for all), and none gets another configuration's prefill of the same task free."""
+    results: dict[str, list[Attempt]] = {c: [] for c in options.configs}
+    ablations = [c for c in options.configs if c.startswith(ABLATION)]
+    derived = [c.removeprefix(ABLATION) for c in ablations] \
+        if options.ablation_mode == "reuse" else []
+    passes: list[tuple[str, frozenset[str]]] = []
+    if RAW in options.configs:
+        passes.append((RAW, frozenset()))
+    if PIPELINE in options.configs or derived:
+        passes.append((PIPELINE, frozenset()))
+    if options.ablation_mode == "rerun":
+        passes += [(c, frozenset({c.removeprefix(ABLATION)})) for c in ablations]
+    started = time.monotonic()
+    left_in_cache: dict[str, list[int]] = {}
+    for first in range(0, len(tasks), CHUNK):
+        for config, disabled in passes:
+            if left_in_cache.get(config):
+                engine.backend.warm(left_in_cache[config])
+            for i in range(first, min(first + CHUNK, len(tasks))):
+                task = tasks[i]
+                if config == RAW:
+                    attempts = {"": run_raw(engine, task, options)}
+                else:
+                    attempts = run_pipeline(engine, task, options, derived
+                                            if config == PIPELINE else [], disabled)
+                for key, attempt in attempts.items():
+                    name = config if not key else ABLATION + key
+                    if name in results:
+                        results[name].append(attempt)
+                main = attempts[""]
+                left_in_cache[config] = main.cache
+                log(f"[{config}] {i + 1}/{len(tasks)} {task.task_id} {main.latency_ms:.0f} ms "
+                    f"{main.stop_reason}: {main.text!r:.70}")
+    log(f"[generate] {len(tasks)} tasks x {len(passes)} generating configurations in "
+        f"{time.monotonic() - started:.0f} s")
+    return results
+
+
+# --- functional check --------------------------------------------------------------------
+
+# Runs in the child: limits first, then the candidate as __main__. Hard limits can only go
+# down, so a limit already lower than ours is kept.
+_BOOTSTRAP = """
+import resource, runpy, sys
+def cap(kind, soft, hard):
+    old_soft, old_hard = resource.getrlimit(kind)
+    if old_hard != resource.RLIM_INFINITY:
+        soft, hard = min(soft, old_hard), min(hard, old_hard)
+    resource.setrlimit(kind, (soft, hard))
+cpu, memory = int(sys.argv[2]), int(sys.argv[3])
+cap(resource.RLIMIT_CPU, cpu, cpu + 1)
+cap(resource.RLIMIT_AS, memory, memory)
+cap(resource.RLIMIT_FSIZE, 1 << 24, 1 << 24)
+cap(resource.RLIMIT_CORE, 0, 0)
+sys.argv = sys.argv[1:2]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    status: str  # passed | failed | timeout
+    detail: str = ""
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+def program_with_tests(task: Task, completion: str) -> str:
+    """The spliced program, the task's tests and a mark printed only if `check` returned (a
+    completion that calls `exit(0)` must not pass)."""
+    return (f"{splice(task, completion)}\n\n{task.test}\n\n"
+            f"check({task.entry_point})\nprint({PASS_MARK!r})\n")
+
+
+def check_program(program: str, timeout_s: float = 10.0, memory_mb: int = 1024) -> CheckResult:
+    """Run `program` in a fresh interpreter (isolated mode, empty temporary directory, CPU time
+    and address-space limits, wall-clock timeout that kills its whole process group)."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ghostfill-check-") as tmp:
+        path = Path(tmp) / "candidate.py"
+        path.write_text(program, encoding="utf-8")
+        cpu = max(1, math.ceil(timeout_s))
+        command = [sys.executable, "-I", "-c", _BOOTSTRAP, str(path), str(cpu),
+                   str(memory_mb * 1024 * 1024)]
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp,
+               "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
+        with open(Path(tmp) / "out", "w+b") as out, open(Path(tmp) / "err", "w+b") as err:
+            process = subprocess.Popen(command, cwd=tmp, env=env, stdin=subprocess.DEVNULL,
+                                       stdout=out, stderr=err, start_new_session=True)
+            try:
+                code = process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                return CheckResult("timeout", f"over {timeout_s:g} s",
+                                   time.monotonic() - start)
+            out.seek(0)
+            stdout = out.read()
+            err.seek(max(0, err.seek(0, os.SEEK_END) - 2000))
+            stderr = err.read().decode("utf-8", errors="replace")
+    seconds = time.monotonic() - start
+    if code == 0 and PASS_MARK.encode() in stdout:
+        return CheckResult("passed", "", seconds)
+    if code in (-signal.SIGKILL, -signal.SIGXCPU):  # the CPU-time limit
+        return CheckResult("timeout", f"CPU limit (signal {-code})", seconds)
+    last = next((line for line in reversed(stderr.splitlines()) if line.strip()), "")
+    return CheckResult("failed", last[:200] or f"exit code {code}", seconds)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def check_all(programs: Iterable[str], jobs: int, timeout_s: float,
+              memory_mb: int) -> dict[str, CheckResult]:
+    """Check each distinct program once (configurations often agree), `jobs` at a time."""
+    unique = list(dict.fromkeys(programs))
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = pool.map(lambda p: check_program(p, timeout_s, memory_mb), unique)
+        return dict(zip(unique, results, strict=True))
+
+
+def score(tasks: list[Task], results: dict[str, list[Attempt]], options: Options,
+          log: Log) -> None:
+    programs = {(config, i): program_with_tests(task, attempts[i].text)
+                for config, attempts in results.items() for i, task in enumerate(tasks)}
+    started = time.monotonic()
+    checked = check_all(programs.values(), options.jobs, options.timeout_s, options.memory_mb)
+    log(f"[check] {len(checked)} distinct programs in {time.monotonic() - started:.0f} s "
+        f"({options.jobs} jobs)")
+    for (config, i), program in programs.items():
+        attempt, check = results[config][i], checked[program]
+        attempt.exact = exact_match(attempt.text, tasks[i].canonical)
+        attempt.syntax_ok = compiles(splice(tasks[i], attempt.text))
+        attempt.passed, attempt.status, attempt.detail = check.passed, check.status, check.detail
+
+
+# --- summary and output ------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (q in 0..100)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarise(results: dict[str, list[Attempt]]) -> dict[str, dict[str, Any]]:
+    summary = {}
+    for config, attempts in results.items():
+        n = len(attempts)
+        latencies = [a.latency_ms for a in attempts]
+        summary[config] = {
+            "n": n,
+            "exact": round(sum(a.exact for a in attempts) / n, 4) if n else 0.0,
+            "pass@1": round(sum(a.passed for a in attempts) / n, 4) if n else 0.0,
+            "syntax_ok": round(sum(a.syntax_ok for a in attempts) / n, 4) if n else 0.0,
+            "exact_count": sum(a.exact for a in attempts),
+            "passed_count": sum(a.passed for a in attempts),
+            "empty": sum(not a.text.strip() for a in attempts),
+            "timeouts": sum(a.status == "timeout" for a in attempts),
+            "latency_p50_ms": round(percentile(latencies, 50), 1),
+            "latency_p95_ms": round(percentile(latencies, 95), 1),
+            # Load-independent cost: on a shared machine the milliseconds vary with the load,
+            # the generated tokens do not.
+            "generated_tokens_mean": round(sum(
+                a.timings.get("generated_tokens", 0) for a in attempts) / n, 1) if n else 0.0,
+        }
+    return summary
+
+
+def format_table(summary: dict[str, dict[str, Any]]) -> str:
+    header = f"{'configuration':<28} {'n':>5} {'exact':>7} {'pass@1':>7} {'syntax':>7} " \
+             f"{'empty':>6} " \
+             f"{'p50 ms':>8} {'p95 ms':>8} {'tokens':>7}"
+    rows = [header, "-" * len(header)]
+    for config, s in summary.items():
+        rows.append(f"{config:<28} {s['n']:>5} {s['exact']:>7.1%} {s['pass@1']:>7.1%} "
+                    f"{s['syntax_ok']:>7.1%} {s['empty']:>6} "
+                    f"{s['latency_p50_ms']:>8.0f} {s['latency_p95_ms']:>8.0f} "
+                    f"{s['generated_tokens_mean']:>7.1f}")
+    return "\n".join(rows)
+
+
+def result_path(out: Path, holes: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = out / f"humaneval-{holes}-{stamp}.json"
+    n = 2
+    while path.exists():
+        path = out / f"humaneval-{holes}-{stamp}-{n}.json"
+        n += 1
+    return path
+
+
+def _meta(engine: Any, options: Options, tasks: list[Task], argv: list[str] | None) -> dict:
+    return {
+        "command": argv if argv is not None else sys.argv,
+        "data": str(options.data),
+        "holes": options.holes,
+        "limit": options.limit,
+        "seed": options.seed,
+        "tasks": len(tasks),
+        "configs": options.configs,
+        "model": engine.backend.model_name,
+        "backend": engine.backend.name,
+        "template": engine.template.name,
+        "context_length": engine.context_length,
+        "max_tokens": options.tokens,
+        "budget_ms": options.budget_ms,
+        "document": options.document,
+        "multiline": options.multiline,
+        "ablation_mode": options.ablation_mode,
+        "check": {"timeout_s": options.timeout_s, "memory_mb": options.memory_mb,
+                  "jobs": options.jobs},
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "cpus": os.cpu_count(), "load_start": list(os.getloadavg())},
+    }
+
+
+def run_humaneval(options: Options, *, engine: Any = None, log: Log | None = None,
+                  argv: list[str] | None = None) -> Report:
+    """Generate, check, summarise, write JSON (and plots). `engine`: reuse a loaded one."""
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    started = time.time()
+    tasks = select_tasks(options)
+    if not tasks:
+        raise GhostfillError(f"no {options.holes}-line tasks in {options.data}")
+    if engine is None:
+        from ghostfill.engine import CompletionEngine
+
+        engine = CompletionEngine.load(engine_config(options))
+    meta = _meta(engine, options, tasks, argv)
+    log(f"{len(tasks)} {options.holes}-line tasks, model {meta['model']} ({meta['backend']}), "
+        f"configurations: {', '.join(options.configs)}")
+    warm_up(engine)
+    results = generate_all(engine, tasks, options, log)
+    score(tasks, results, options, log)
+    meta["wall_s"] = round(time.time() - started, 1)
+    meta["machine"]["load_end"] = list(os.getloadavg())
+    data = {
+        "schema": SCHEMA,
+        "meta": meta,
+        "summary": summarise(results),
+        "tasks": [
+            {**task.to_dict(), "results": {c: results[c][i].to_dict() for c in results}}
+            for i, task in enumerate(tasks)
+        ],
+    }
+    options.out.mkdir(parents=True, exist_ok=True)
+    path = result_path(options.out, options.holes)
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    plots: list[Path] = []
+    if options.plots:
+        from ghostfill.bench.plots import plot_report
+
+        plots = plot_report(data, path.with_suffix(""))
+    return Report(path, data, plots)
+
+
+def engine_config(options: Options) -> Config:
+    model: dict[str, Any] = {}
+    if options.model:
+        model["name"] = options.model
+    if options.backend:
+        model["backend"] = options.backend
+    return Config().updated({"model": model, "completion": {"max_tokens": options.tokens}})
