@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from ghostfill.completion.filters.block_end import cut_at_block_end
 from ghostfill.completion.filters.brackets import drop_unmatched_closers
+from ghostfill.completion.filters.dangling_block import drop_dangling_block
 from ghostfill.completion.filters.empty import drop_empty
 from ghostfill.completion.filters.indentation import normalize_indentation
 from ghostfill.completion.filters.repetition import cut_repetition
@@ -63,6 +64,7 @@ FILTERS: list[tuple[str, Filter]] = [
     ("brackets", drop_unmatched_closers),
     ("suffix_overlap", trim_suffix_overlap),
     ("syntax_validity", keep_valid_syntax),
+    ("dangling_block", drop_dangling_block),
     ("empty", drop_empty),
 ]
 

@@ -161,6 +161,7 @@ def test_filter_order_is_fixed_and_named() -> None:
         "brackets",
         "suffix_overlap",
         "syntax_validity",
+        "dangling_block",
         "empty",
     ]
 
