@@ -116,6 +116,18 @@ class Generation:
     timings: Timings
 
 
+def check_prompt(tokens: list[int], context_length: int) -> None:
+    """Refuse prompts a backend cannot run, before it takes its lock."""
+    from ghostfill.errors import BackendError
+
+    if not tokens:
+        raise BackendError("empty prompt")
+    if len(tokens) >= context_length:
+        raise BackendError(
+            f"prompt of {len(tokens)} tokens does not fit the {context_length}-token context"
+        )
+
+
 class Backend(Protocol):
     name: str
     model_name: str

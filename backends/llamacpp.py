@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from ghostfill.backends.base import CancelToken, Generation, GenerationRequest, Timings
+from ghostfill.backends.base import (
+    CancelToken,
+    Generation,
+    GenerationRequest,
+    Timings,
+    check_prompt,
+)
 from ghostfill.completion.tokenizer import LlamaCppTokenizer, StreamDecoder, route_llama_logs
 from ghostfill.errors import BackendError, ModelLoadError
 from ghostfill.models import check_gguf
@@ -184,13 +190,7 @@ class LlamaCppBackend:
 
     def generate(self, request: GenerationRequest) -> Generation:
         timings = Timings(prompt_tokens=len(request.tokens))
-        if not request.tokens:
-            raise BackendError("empty prompt")
-        if len(request.tokens) >= self.context_length:
-            raise BackendError(
-                f"prompt of {len(request.tokens)} tokens does not fit the "
-                f"{self.context_length}-token context"
-            )
+        check_prompt(request.tokens, self.context_length)
         with self._lock:
             start = time.monotonic()
             timings.queued_ms = (start - request.created) * 1000

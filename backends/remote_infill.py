@@ -14,7 +14,6 @@ keystrokes, `t_max_predict_ms` lets the server itself stop at the deadline after
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from ghostfill.backends.base import GenerationRequest, StopReason
@@ -26,27 +25,12 @@ from ghostfill.backends.remote_common import (
     extras_of,
     json_event,
 )
-from ghostfill.completion.tokenizer import Tokenizer
-from ghostfill.config import RemoteConfig
 from ghostfill.errors import BackendError
 
 
 class InfillBackend(StreamingRemoteBackend):
     name = "infill"
     path = "/infill"
-
-    def __init__(
-        self,
-        config: RemoteConfig,
-        *,
-        tokenizer: Tokenizer | None = None,
-        context_length: int | None = None,
-        stop: Sequence[str] = (),
-        backoff_s: float = 1.0,
-        max_backoff_s: float = 8.0,
-    ) -> None:
-        super().__init__(config, tokenizer=tokenizer, context_length=context_length, stop=stop,
-                         backoff_s=backoff_s, max_backoff_s=max_backoff_s)
 
     def build_body(self, request: GenerationRequest) -> dict[str, Any]:
         extras = extras_of(request)

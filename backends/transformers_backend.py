@@ -14,7 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ghostfill.backends.base import CancelToken, Generation, GenerationRequest, Timings
+from ghostfill.backends.base import (
+    CancelToken,
+    Generation,
+    GenerationRequest,
+    Timings,
+    check_prompt,
+)
 from ghostfill.backends.hf_loading import LoadedModel, load_model
 from ghostfill.backends.speculative import (
     DraftLength,
@@ -198,13 +204,7 @@ class TransformersBackend:
 
     def generate(self, request: GenerationRequest) -> Generation:
         timings = Timings(prompt_tokens=len(request.tokens))
-        if not request.tokens:
-            raise BackendError("empty prompt")
-        if len(request.tokens) >= self.context_length:
-            raise BackendError(
-                f"prompt of {len(request.tokens)} tokens does not fit the "
-                f"{self.context_length}-token context"
-            )
+        check_prompt(request.tokens, self.context_length)
         with self._lock:
             start = time.monotonic()
             timings.queued_ms = (start - request.created) * 1000
