@@ -20,8 +20,9 @@ a generation; `"rerun"` calls `engine.run` for each ablation.
 
 Scores: exact match (stripped non-blank lines equal), functional pass@1 (the task's `test`
 and `check(entry_point)` run on prefix + completion + suffix in a subprocess with a timeout and
-CPU/memory limits) and latency per task (prepare + run, from before the prompt is built to
-the final text).
+CPU/memory limits), whether that program compiles, and latency per task (prepare + run, from
+before the prompt is built to the final text; scored after all generation, so test runs never
+compete with the model for the CPU).
 
 The document layout: a whole-line hole is, in an editor, an empty line the user is about to
 write (`open-line`: prompt + "\\n" + suffix, cursor at the start of the empty line).
@@ -303,6 +304,19 @@ def generate_all(engine: Any, tasks: list[Task], options: Options,
     tasks in order (consecutive tasks often share a program, so that reuse is real and
     equal for all), and none gets another configuration's prefill of the same task free."""
     results: dict[str, list[Attempt]] = {c: [] for c in options.configs}
+    try:
+        _generate_chunks(engine, tasks, options, log, results)
+    except KeyboardInterrupt:
+        # A long run stopped by hand still reports the tasks every configuration finished.
+        done = min(len(attempts) for attempts in results.values())
+        log(f"[generate] interrupted: scoring the first {done} tasks")
+        for attempts in results.values():
+            del attempts[done:]
+    return results
+
+
+def _generate_chunks(engine: Any, tasks: list[Task], options: Options, log: Log,
+                     results: dict[str, list[Attempt]]) -> None:
     ablations = [c for c in options.configs if c.startswith(ABLATION)]
     derived = [c.removeprefix(ABLATION) for c in ablations] \
         if options.ablation_mode == "reuse" else []
@@ -336,7 +350,6 @@ def generate_all(engine: Any, tasks: list[Task], options: Options,
                     f"{main.stop_reason}: {main.text!r:.70}")
     log(f"[generate] {len(tasks)} tasks x {len(passes)} generating configurations in "
         f"{time.monotonic() - started:.0f} s")
-    return results
 
 
 # --- functional check --------------------------------------------------------------------
@@ -523,9 +536,20 @@ def _meta(engine: Any, options: Options, tasks: list[Task], argv: list[str] | No
         "ablation_mode": options.ablation_mode,
         "check": {"timeout_s": options.timeout_s, "memory_mb": options.memory_mb,
                   "jobs": options.jobs},
+        "revision": _revision(),
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count(), "load_start": list(os.getloadavg())},
     }
+
+
+def _revision() -> str | None:
+    """`git describe` of the checkout being measured (`-dirty` when edited), if there is one."""
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
 
 
 def run_humaneval(options: Options, *, engine: Any = None, log: Log | None = None,
@@ -545,6 +569,12 @@ def run_humaneval(options: Options, *, engine: Any = None, log: Log | None = Non
         f"configurations: {', '.join(options.configs)}")
     warm_up(engine)
     results = generate_all(engine, tasks, options, log)
+    finished = len(next(iter(results.values())))
+    if finished == 0:
+        raise KeyboardInterrupt
+    meta["interrupted"] = finished < len(tasks)
+    tasks = tasks[:finished]
+    meta["tasks"] = finished
     score(tasks, results, options, log)
     meta["wall_s"] = round(time.time() - started, 1)
     meta["machine"]["load_end"] = list(os.getloadavg())
