@@ -117,7 +117,7 @@ def cmd_humaneval(args: argparse.Namespace) -> int:
     )
     if args.out is not None:
         options.out = args.out
-    report = run_humaneval(options, argv=getattr(args, "argv", sys.argv))
+    report = run_humaneval(options, argv=sys.argv)
     print(format_table(report.summary))
     print(f"results: {report.path}")
     for plot in report.plots:
@@ -126,17 +126,10 @@ def cmd_humaneval(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ghostfill bench", description=__doc__)
-    add_bench_commands(parser.add_subparsers(dest="bench_command", required=True))
-    args = parser.parse_args(argv)
-    args.argv = ["python", "-m", "ghostfill.bench.cli", *(sys.argv[1:] if argv is None else argv)]
-    try:
-        return int(args.func(args) or 0)
-    except GhostfillError as e:
-        print(f"ghostfill: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    """`python -m ghostfill.bench.cli …` is `ghostfill bench …` (one parser, one error path)."""
+    from ghostfill.cli import main as ghostfill_main
+
+    return ghostfill_main(["bench", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
