@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ghostfill.lsp.protocol import plain
+
 DEFAULT_FILES = ("json/decoder.py", "textwrap.py", "argparse.py", "configparser.py",
                  "difflib.py", "tokenize.py", "calendar.py", "shlex.py")
 
@@ -196,7 +198,7 @@ async def replay_lsp(spans: list[Span], settings: dict[str, Any], label: str,
             text_document=types.TextDocumentIdentifier(uri=uri)))
     replay.wall_s = time.monotonic() - started
     stats = await client.protocol.send_request_async("ghostfill/stats", None)
-    replay.config = {**settings, "server_stats": _plain(stats)}
+    replay.config = {**settings, "server_stats": plain(stats)}
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
@@ -210,14 +212,6 @@ def _params(types: Any, uri: str, line: int, col: int, invoked: bool) -> Any:
         text_document=types.TextDocumentIdentifier(uri=uri),
         position=types.Position(line=line, character=col),
         context=types.InlineCompletionContext(trigger_kind=kind))
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 ABLATIONS: dict[str, dict[str, Any]] = {

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostfill.bench.standin_engine import StandinEngine, answer_for
+from ghostfill.lsp.protocol import plain
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -148,16 +149,10 @@ async def soak(requests: int, cancel_share: float, seed: int) -> dict[str, Any]:
         "threads_after_warmup": warm_status["Threads"],
         "threads_final": final["Threads"],
         "threads_max": max(s["Threads"] for s in samples) if samples else final["Threads"],
-        "server_latency": _plain(stats.latency_ms),
+        "server_latency": plain(stats.latency_ms),
         "mismatches": mismatches,
         "samples": samples,
     }
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

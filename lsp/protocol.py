@@ -45,3 +45,13 @@ class GhostfillProtocol(LanguageServerProtocol):
             self._send_response(message.id, None, message.error.to_response_error())
             return
         super().handle_message(message)
+
+
+def plain(value: Any) -> Any:
+    """pygls decodes params and results of custom methods into namedtuples; this turns them
+    back into dicts and lists."""
+    if hasattr(value, "_asdict"):
+        return {k: plain(v) for k, v in value._asdict().items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value

@@ -29,7 +29,7 @@ from ghostfill.lsp.cache import SuggestionCache
 from ghostfill.lsp.completions import CompletionService
 from ghostfill.lsp.documents import OpenDocument
 from ghostfill.lsp.positions import UTF8, UTF16, UTF32
-from ghostfill.lsp.protocol import GhostfillProtocol
+from ghostfill.lsp.protocol import GhostfillProtocol, plain
 from ghostfill.lsp.stats import Stats
 
 log = logging.getLogger("ghostfill")
@@ -400,19 +400,11 @@ def _structure(ls: GhostfillServer, value: Any, cls: type) -> Any:
     if value is None:
         return None
     if hasattr(value, "_asdict"):
-        value = _plain(value)
+        value = plain(value)
     try:
         return ls.protocol._converter.structure(value, cls)
     except Exception as e:
         raise JsonRpcInvalidParams(f"invalid {cls.__name__}: {value!r}") from e
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 async def _fim(ls: GhostfillServer, uri: Any, where: Any) -> dict[str, Any]:
