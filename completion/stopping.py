@@ -61,6 +61,8 @@ class LineStopper:
         # Only complete lines are judged; the line being generated may still change.
         start = 0
         lines_seen = 0
+        block_indent = self.block_indent
+        blank_cursor_line = not self.cursor_line_prefix.strip()
         while True:
             end = text.find("\n", start)
             if end < 0:
@@ -68,12 +70,17 @@ class LineStopper:
             line = text[start:end]
             full = self.cursor_line_prefix + line if start == 0 else line
             lines_seen += 1
+            if blank_cursor_line and line.strip():
+                # From a blank line (column 0 of a hole) the first line written shows the
+                # depth of the block being written: the cursor's own indentation does not.
+                block_indent = max(block_indent, indent_width(full))
+                blank_cursor_line = False
             if start > 0:
                 cut = start if self.cursor_line_rest.strip() else start - 1
                 if not line.strip():
                     # First blank line ends a multi-line answer (drop the blank line too).
                     return cut
-                if indent_width(full) < self.block_indent:
+                if indent_width(full) < block_indent:
                     return cut
                 # The suffix's next line, at its own depth (the same words one level deeper
                 # are the body being written, not the suffix).

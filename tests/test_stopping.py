@@ -53,3 +53,14 @@ def test_a_line_like_the_suffix_but_deeper_is_part_of_the_answer():
                     next_line="    return False")
     assert first_stop(s, "else:\n        return False\n    return False\n") == \
         "else:\n        return False"
+
+
+def test_from_a_blank_line_the_first_line_sets_the_block():
+    # A hole at column 0: the cursor's indentation says nothing; the first line written does.
+    s = LineStopper(multiline=True, block_indent=0, cursor_line_prefix="")
+    text = "    for v in values:\n        total += v\nprint(total)\n"
+    assert first_stop(s, text) == "    for v in values:\n        total += v"
+    # A cursor after typed indentation keeps the usual rule: the block is the cursor's.
+    s = LineStopper(multiline=True, block_indent=4, cursor_line_prefix="    ")
+    text = "for v in values:\n        total += v\n    return total\n"
+    assert first_stop(s, text) == text

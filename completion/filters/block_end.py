@@ -5,8 +5,9 @@ one. The answer ends at the first of:
   * single-line mode: the end of the first line (or of the next line, when the cursor ends a
     non-blank line and the model starts with a line break, as after `def f():`);
   * a blank line (multi-line mode; the blank line is dropped);
-  * a line indented less than the cursor's block: dropped, unless it is a closing line
-    (`}`, `)`, `end`…), which is kept as the block's last line;
+  * a line indented less than the cursor's block (from a blank cursor line: less than the
+    first line written): dropped, unless it is a closing line (`}`, `)`, `end`…), which is
+    kept as the block's last line;
   * a line whose brackets close the block the cursor is in (tree-sitter tokens, so brackets
     in strings do not count): kept as the last line.
 Trailing whitespace is dropped, except that when the cursor's line continues with closing
@@ -57,11 +58,17 @@ def _single_line(lines: list[str], cursor_prefix: str) -> str:
 def _kept_line_count(text: str, lines: list[str], ctx: FilterContext) -> int:
     depths = _depth_after_each_line(text, lines, ctx)
     start_depth = depths[0] if depths else 0
+    block_indent = ctx.block_indent
+    if not cursor_line_prefix(ctx.prefix).strip():
+        # From a blank line the first line written shows the depth of the block being
+        # written (the cursor's own column, often 0, does not).
+        first = next((line for line in lines if line.strip()), "")
+        block_indent = max(block_indent, indent_width(first))
     for i, line in enumerate(lines):
         if i > 0:
             if not line.strip():
                 return i
-            if indent_width(line) < ctx.block_indent:
+            if indent_width(line) < block_indent:
                 return i + 1 if _is_closing_line(line) else i
         if depths and depths[i + 1] < start_depth:
             return i + 1

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 MIN_LINE_CHARS = 4  # shorter lines (`}`, `end`, `});`) only count at the completion's end
 MIN_TEXT_OVERLAP = 6  # overlaps of ordinary text this long are re-typed text
 NEXT_LINES = 8  # lines after the cursor's line compared with the completion
-LONG_LINE_CHARS = 12  # lines this long match the next line whatever their indentation
 _PUNCTUATION = frozenset(")]}>;,.:'\"` \t")
 
 
@@ -68,10 +67,10 @@ def _trim_next_lines(text: str, ctx: FilterContext) -> str:
 
 
 def _same_line(a: str, b: str) -> bool:
-    """Equal with indentation, or equal text of a long line re-typed at another depth."""
-    if a.rstrip() == b.rstrip():
-        return True
-    return a.strip() == b.strip() and len(a.strip()) >= LONG_LINE_CHARS
+    """Equal, indentation included: the same text at another depth is another statement
+    (`return x` inside a block the completion writes, before the `return x` that follows it),
+    and cutting there leaves a block without its body."""
+    return a.rstrip() == b.rstrip()
 
 
 def _following_lines(suffix: str) -> list[str]:
