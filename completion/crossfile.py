@@ -5,6 +5,11 @@ of yanked/opened chunks). A new chunk evicts older ones that say nearly the same
 request takes the chunks most similar to the text around the cursor, up to a token cap, and
 never one that repeats the local window.
 
+Definitions of the names the buffer imports (`definitions.py`) compete for the same token cap
+(`select_snippets`): a definition whose name is used near the cursor ranks first, since the
+model is about to call it; then ring chunks and definitions used elsewhere, by similarity to the
+text at the cursor; then definitions imported but not used yet.
+
 The selection is sticky per document (kept in `WindowAnchor`) and only redone when the window
 start moves: the snippets sit at the head of the prompt, so changing them on a keystroke
 would throw away the whole KV cache.
@@ -14,7 +19,8 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from ghostfill.completion.tokenizer import Tokenizer
 
@@ -22,6 +28,10 @@ CHUNK_LINES = 32
 MAX_CHUNKS = 16
 EVICT_SIMILARITY = 0.9
 LOCAL_DUPLICATE_SIMILARITY = 0.5
+#: Tokens a snippet's path line and separators cost; a definition merged into a snippet of
+#: the same file costs only the blank line between them.
+HEADER_TOKENS = 16
+MERGED_TOKENS = 2
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 
 
@@ -31,6 +41,11 @@ class Snippet:
     start_line: int
     text: str
     words: frozenset[str]
+    #: For the definition of an imported name: how the buffer refers to it (`parse`,
+    #: `utils.parse`); empty for a chunk of a buffer.
+    name: str = ""
+    #: For a definition: whether the buffer mentions the name outside its import.
+    used: bool = False
 
     @property
     def key(self) -> tuple[str, int]:
@@ -39,6 +54,20 @@ class Snippet:
 
 def words_of(text: str) -> frozenset[str]:
     return frozenset(_WORD.findall(text))
+
+
+def mention_pattern(name: str) -> re.Pattern[str]:
+    """Mentions of `name` (possibly dotted) as a whole identifier, not as another object's
+    attribute (`x.name` does not mention `name`)."""
+    return re.compile(r"(?<![\w.$])" + re.escape(name) + r"(?![\w$])")
+
+
+def last_mention(text: str, name: str) -> int:
+    """Offset of the last mention of `name` in `text`, -1 if none."""
+    last = -1
+    for match in mention_pattern(name).finditer(text):
+        last = match.start()
+    return last
 
 
 def similarity(a: frozenset[str], b: frozenset[str]) -> float:
@@ -76,29 +105,104 @@ class SnippetStore:
     def has_other(self, path: str) -> bool:
         return any(key[0] != path for key in self._chunks)
 
+    def chunks(self) -> list[Snippet]:
+        return list(self._chunks.values())
+
     def drop(self, path: str) -> None:
         for key in [k for k in self._chunks if k[0] == path]:
             del self._chunks[key]
 
     def select(self, current_path: str, local_text: str, cursor_text: str,
-               tokenizer: Tokenizer, max_tokens: int) -> list[Snippet]:
+               tokenizer: Tokenizer, max_tokens: int,
+               definitions: Sequence[Snippet] = ()) -> list[Snippet]:
         """Chunks of other files most like the text at the cursor, within `max_tokens`."""
-        if max_tokens <= 0 or not self._chunks:
-            return []
-        local = words_of(local_text)
-        near = words_of(cursor_text)
-        ranked = sorted(
-            (s for s in self._chunks.values() if s.path != current_path
-             and similarity(s.words, local) < LOCAL_DUPLICATE_SIMILARITY),
-            key=lambda s: similarity(s.words, near), reverse=True)
-        chosen: list[Snippet] = []
-        used = 0
-        for snippet in ranked:
-            if similarity(snippet.words, near) == 0:
-                break
-            cost = len(tokenizer.encode(snippet.text)) + 16  # header and separators
-            if used + cost > max_tokens:
-                continue
-            chosen.append(snippet)
-            used += cost
-        return chosen
+        return select_snippets(self._chunks.values(), definitions, current_path, local_text,
+                               cursor_text, tokenizer, max_tokens)
+
+
+def select_snippets(chunks: Iterable[Snippet], definitions: Sequence[Snippet],
+                    current_path: str, local_text: str, cursor_text: str,
+                    tokenizer: Tokenizer, max_tokens: int, *,
+                    window_text: str | None = None) -> list[Snippet]:
+    """Ring chunks and imported definitions for the prompt, within `max_tokens`.
+
+    Never a chunk of the current file or one much like the local window; never a definition
+    whose signature line is already in the window (`window_text`, default `local_text`): the
+    model sees it there. Definitions of one file are merged into one snippet (one path line).
+    """
+    if max_tokens <= 0:
+        return []
+    local = words_of(local_text)
+    near = words_of(cursor_text)
+    window = local_text if window_text is None else window_text
+    ranked: list[tuple[tuple[int, float], Snippet]] = []
+    seen: set[tuple[str, int]] = set()
+    for snippet in definitions:
+        signature = _signature_line(snippet.text)
+        if snippet.key in seen or (signature and signature in window):
+            continue
+        seen.add(snippet.key)
+        at = last_mention(cursor_text, snippet.name) if snippet.name else -1
+        if at >= 0:
+            rank: tuple[int, float] = (0, -at)  # the nearest mention first
+        else:
+            rank = (1 if snippet.used else 2, -similarity(snippet.words, near))
+        ranked.append((rank, snippet))
+    for snippet in chunks:
+        if snippet.path == current_path or similarity(snippet.words, local) >= \
+                LOCAL_DUPLICATE_SIMILARITY:
+            continue
+        score = similarity(snippet.words, near)
+        if score > 0:
+            ranked.append(((1, -score), snippet))
+    ranked.sort(key=lambda item: item[0])  # stable: a definition wins a tie
+    chosen: list[Snippet] = []
+    used = 0
+    definition_paths: set[str] = set()
+    for _, snippet in ranked:
+        signature = _signature_line(snippet.text) if snippet.name else ""
+        if signature and any(signature in c.text for c in chosen if not c.name):
+            continue  # a chosen chunk already shows it
+        merged = bool(snippet.name) and snippet.path in definition_paths
+        cost = len(tokenizer.encode(snippet.text)) + (MERGED_TOKENS if merged else HEADER_TOKENS)
+        if used + cost > max_tokens:
+            continue
+        chosen.append(snippet)
+        used += cost
+        if snippet.name:
+            definition_paths.add(snippet.path)
+    return _merge_definitions(chosen)
+
+
+def _signature_line(text: str) -> str:
+    """The first line that is not a decorator or a comment: `def f(x):`, `class A:`."""
+    for line in text.split("\n"):
+        stripped = line.strip()
+        if stripped and not stripped.startswith(("@", "#", "//", "/*", "*")):
+            return stripped
+    return ""
+
+
+def _merge_definitions(chosen: list[Snippet]) -> list[Snippet]:
+    """One snippet per file for definitions (in file order), placed where the file's first
+    chosen definition ranked; chunks stay as they are."""
+    by_path: dict[str, list[Snippet]] = {}
+    for snippet in chosen:
+        if snippet.name:
+            by_path.setdefault(snippet.path, []).append(snippet)
+    merged: list[Snippet] = []
+    for snippet in chosen:
+        if not snippet.name:
+            merged.append(snippet)
+            continue
+        group = by_path.pop(snippet.path, None)
+        if group is None:
+            continue  # merged into the file's first one
+        if len(group) == 1:
+            merged.append(snippet)
+            continue
+        group.sort(key=lambda s: s.start_line)
+        merged.append(replace(group[0], text="\n\n".join(s.text for s in group),
+                              words=frozenset().union(*(s.words for s in group)),
+                              used=any(s.used for s in group)))
+    return merged
