@@ -57,8 +57,13 @@ class ContextConfig:
     prefix_share: float = 0.75
     #: Cap on suffix tokens; a short suffix keeps the KV cache reusable between keystrokes.
     max_suffix_tokens: int = 256
+    #: Cross-file context at all: chunks of other open buffers and imported definitions.
     cross_file: bool = True
+    #: Token cap for all cross-file context together.
     cross_file_tokens: int = 256
+    #: Definitions of the names the buffer imports, read from the workspace roots (Python,
+    #: JavaScript/TypeScript relative imports); off without a workspace root.
+    import_definitions: bool = True
 
 
 @dataclass(frozen=True)

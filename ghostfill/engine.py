@@ -24,7 +24,8 @@ from ghostfill.completion.context import (
     line_starts,
     make_budget,
 )
-from ghostfill.completion.crossfile import SnippetStore
+from ghostfill.completion.crossfile import Snippet, SnippetStore, select_snippets
+from ghostfill.completion.definitions import DefinitionIndex
 from ghostfill.completion.headers import Head, comment_prefix, head_for
 from ghostfill.completion.postprocess import FilterContext, postprocess
 from ghostfill.completion.stopping import LineStopper
@@ -121,6 +122,7 @@ class CompletionEngine:
         starts: list[int] | None = None,
         multiline: bool | None = None,
         snippets: SnippetStore | None = None,
+        definitions: DefinitionIndex | None = None,
     ) -> Prepared:
         if not 0 <= offset <= len(text):
             raise InvalidPosition(f"offset {offset} is outside the document (0..{len(text)})")
@@ -133,6 +135,10 @@ class CompletionEngine:
         starts = starts if starts is not None else line_starts(text)
         path = path or ""
         use_cross = ctx.cross_file and snippets is not None and snippets.has_other(path)
+        # Definitions of imported names come from the workspace, not from other open buffers:
+        # they apply even when this is the only one open.
+        use_defs = (ctx.cross_file and ctx.import_definitions and definitions is not None
+                    and definitions.applies(grammar, text))
         head_reserve = min(128, self.context_length // 16)
         budget = make_budget(
             self.context_length,
@@ -141,7 +147,7 @@ class CompletionEngine:
             prefix_share=ctx.prefix_share,
             max_suffix_tokens=ctx.max_suffix_tokens,
             suffix_used=self.template.is_fim,
-            reserved=head_reserve + (ctx.cross_file_tokens if use_cross else 0),
+            reserved=head_reserve + (ctx.cross_file_tokens if use_cross or use_defs else 0),
         )
         boundaries = boundary_lines(syntax) if syntax.tree is not None else None
         window = build_window(text, offset, self.tokenizer, budget, boundaries=boundaries,
@@ -154,11 +160,16 @@ class CompletionEngine:
                 head = Head("", ())
             anchor.head = head
             anchor.snippets = []
-            if use_cross and snippets is not None:
+            if use_cross or use_defs:
                 cursor_line = text[: offset].rsplit("\n", 12)
-                anchor.snippets = snippets.select(path, window.prefix[-4000:],
-                                                  "\n".join(cursor_line[-12:]),
-                                                  self.tokenizer, ctx.cross_file_tokens)
+                found: list[Snippet] = []
+                if use_defs and definitions is not None:
+                    found = [d.snippet() for d in definitions.lookup(text, grammar, path)]
+                chunks = snippets.chunks() if use_cross and snippets is not None else []
+                anchor.snippets = select_snippets(
+                    chunks, found, path, window.prefix[-4000:], "\n".join(cursor_line[-12:]),
+                    self.tokenizer, ctx.cross_file_tokens,
+                    window_text=window.prefix + window.suffix)
             anchor.decided_for = window.prefix_start
         head = anchor.head if isinstance(anchor.head, Head) else Head("", ())
         head_ids = self.tokenizer.encode(head.text) if head.text else []

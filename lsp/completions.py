@@ -16,6 +16,7 @@ from typing import Any
 
 from ghostfill.backends.base import CancelToken
 from ghostfill.completion.crossfile import CHUNK_LINES, SnippetStore
+from ghostfill.completion.definitions import DefinitionIndex
 from ghostfill.completion.syntax import cursor_scope
 from ghostfill.lsp.cache import Suggestion, SuggestionCache, cache_key
 from ghostfill.lsp.documents import OpenDocument
@@ -36,6 +37,9 @@ class CompletionService:
                  cache: SuggestionCache) -> None:
         self._run_model = run_model
         self.snippets = SnippetStore()
+        #: Imported definitions from the workspace; the server sets its roots at initialize.
+        #: Without roots it finds nothing.
+        self.definitions = DefinitionIndex()
         self._snippet_line: dict[str, int] = {}
         self.stats = stats
         self.cache = cache
@@ -121,7 +125,8 @@ class CompletionService:
                                       path=doc.path, syntax=syntax,
                                       anchor=doc.anchor if text is None else None,
                                       starts=doc.starts if text is None else None,
-                                      multiline=multiline, snippets=self.snippets)
+                                      multiline=multiline, snippets=self.snippets,
+                                      definitions=self.definitions)
             self.stats.add(misses=1)
             result = await self._run_model(engine.run, prepared, cancel=cancel, created=created,
                                            deadline=created + budget_s)
@@ -175,7 +180,8 @@ class CompletionService:
         try:
             anchor = replace(doc.anchor)
             prepared = engine.prepare(accepted, cursor, language_id=doc.language_id,
-                                      path=doc.path, anchor=anchor, snippets=self.snippets)
+                                      path=doc.path, anchor=anchor, snippets=self.snippets,
+                                      definitions=self.definitions)
             result = await self._run_model(engine.run, prepared, cancel=cancel,
                                            created=time.monotonic(),
                                            deadline=time.monotonic() + budget_s)

@@ -23,6 +23,7 @@ from pygls.exceptions import JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
 
 from ghostfill import __version__
+from ghostfill.completion.definitions import fs_path
 from ghostfill.config import Config
 from ghostfill.errors import GhostfillError, InvalidPosition
 from ghostfill.lsp.cache import SuggestionCache
@@ -168,7 +169,8 @@ class GhostfillServer(LanguageServer):
                 return
             try:
                 prepared = engine.prepare(text, len(text), language_id=doc.language_id,
-                                          path=doc.path, snippets=self.service.snippets)
+                                          path=doc.path, snippets=self.service.snippets,
+                                          definitions=self.service.definitions)
                 engine.backend.warm(prepared.prompt.tokens[:-1], cancel)
             except GhostfillError as e:
                 log.debug("warm-up skipped: %s", e)
@@ -205,6 +207,31 @@ class GhostfillServer(LanguageServer):
         cc = self.config.completion
         return (cc.invoked_budget_ms if invoked else cc.latency_budget_ms) / 1000
 
+    def update_roots(self) -> None:
+        """Give the definition index the workspace roots the client named.
+
+        Only the roots: with none (a single file opened without a folder), imported definitions
+        stay off rather than falling back on the document's directory, since reading whatever
+        directory a file happens to sit in (home, Downloads, /tmp) would be surprising.
+        """
+        try:
+            workspace = self.workspace
+        except RuntimeError:  # not initialized
+            return
+        folders = [folder.uri for folder in workspace.folders.values()]
+        self.service.definitions.set_roots(workspace_roots(workspace.root_uri, folders))
+
+
+def workspace_roots(root_uri: str | None, folder_uris: list[str]) -> list[str]:
+    """File-system paths of the workspace folders (rootUri when the client sent no folders);
+    other URI schemes (a remote workspace) have nothing to read here."""
+    roots: list[str] = []
+    for uri in folder_uris or ([root_uri] if root_uri else []):
+        path = fs_path(uri) if uri.startswith("file:") else None
+        if path is not None and str(path) not in roots:
+            roots.append(str(path))
+    return roots
+
 
 server = GhostfillServer()
 
@@ -228,6 +255,14 @@ def on_initialize(ls: GhostfillServer, params: types.InitializeParams) -> None:
         except GhostfillError as e:
             ls.show_error(f"{e}; using defaults")
     ls.service.cache = SuggestionCache(ls.config.server.cache_size)
+    ls.update_roots()
+
+
+@server.feature(types.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+def did_change_workspace_folders(ls: GhostfillServer,
+                                 params: types.DidChangeWorkspaceFoldersParams) -> None:
+    # pygls has already applied the change to `ls.workspace.folders`.
+    ls.update_roots()
 
 
 @server.feature(types.INITIALIZED)
@@ -431,7 +466,7 @@ async def _fim(ls: GhostfillServer, uri: Any, where: Any) -> dict[str, Any]:
     cancel = ls.service.supersede(doc.uri, "fim")
     try:
         prepared = engine.prepare(text, start, language_id=doc.language_id, path=doc.path,
-                                  multiline=multiline)
+                                  multiline=multiline, definitions=ls.service.definitions)
         result = await ls.run_model(engine.run, prepared, cancel=cancel, created=created,
                                     deadline=created + ls.budget_s(True))
     except asyncio.CancelledError:
