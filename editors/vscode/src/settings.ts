@@ -30,6 +30,7 @@ export const SERVER_SETTINGS: readonly string[] = [
   'context.maxSuffixTokens',
   'context.crossFile',
   'context.crossFileTokens',
+  'context.importDefinitions',
   'server.debounceMs',
   'server.cacheSize',
   'server.prefetch',
