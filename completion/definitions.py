@@ -224,10 +224,11 @@ class DefinitionIndex:
                         ) -> tuple[list[ImportedName], list[tuple[int, int]]]:
         """The buffer's imports, from a parse of only the part of it that holds them.
 
-        The buffer's own syntax tree is not used: its owner may keep it edited but not yet
-        reparsed, and a fresh parse of a whole large buffer would cost tens of milliseconds on
-        the request path. The import region is usually a few dozen lines, and the same region
-        (the user types below it) is answered from a small cache.
+        The document's own syntax tree is not relied on (it follows edits incrementally and
+        need not be fully parsed when a request comes), and a fresh parse of a whole large
+        buffer would cost tens of milliseconds on the request path. The import region is
+        usually a few dozen lines, and the same region (the user types below it) is answered
+        from a small cache.
         """
         region = _import_region(text, grammar)
         key = (grammar, region)
@@ -404,7 +405,9 @@ def imports_of(text: str, grammar: str) -> list[ImportedName]:
 
 
 _IMPORT_LINE = {
-    PYTHON: re.compile(r"^[ \t]*(?:import|from)[ \t]", re.MULTILINE),
+    # `from the …` in a docstring is not one: a `from` line names a module, then `import`.
+    PYTHON: re.compile(r"^[ \t]*(?:import[ \t]+[\w.]|from[ \t]+[\w.]+[ \t]+import\b)",
+                       re.MULTILINE),
     "js": re.compile(r"^[ \t]*(?:import\b|from[ \t]*['\"])", re.MULTILINE),
 }
 # A line starting a new top-level statement ends the import region (`except`/`else` of a
