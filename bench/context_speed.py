@@ -2,8 +2,11 @@
 
 A real 10,000-line Python file is built from standard-library sources; a line is typed
 character by character in the middle of it. Each keystroke applies the edit the way the server
-does (incremental tree-sitter reparse, line table patch) and assembles the prompt
-(window, head, template). The model is loaded only for its tokenizer; nothing is generated.
+does (text, line table and tree edit) and assembles the prompt as a request does (reparse
+within `context.parse_budget_ms`, window, head, template). `fresh_tree_share` is the share of
+keystrokes whose reparse finished within that budget (the others used the edited tree, and
+the halted parse resumed on the next keystroke). The model is loaded only for its tokenizer;
+nothing is generated.
 
     python -m ghostfill.bench.context_speed --out bench/results
 """
@@ -48,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma3-270m")
     parser.add_argument("--rounds", type=int, default=3, help="lines typed")
+    parser.add_argument("--parse-budget-ms", type=float, default=None,
+                        help="context.parse_budget_ms (default: the configured default)")
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args(argv)
 
@@ -55,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     from ghostfill.engine import CompletionEngine
     from ghostfill.lsp.documents import OpenDocument
 
-    engine = CompletionEngine.load(Config().updated({"model": {"name": args.model}}))
+    settings: dict = {"model": {"name": args.model}}
+    if args.parse_budget_ms is not None:
+        settings["context"] = {"parse_budget_ms": args.parse_budget_ms}
+    engine = CompletionEngine.load(Config().updated(settings))
     text = ten_thousand_lines()
     t0 = time.perf_counter()
     doc = OpenDocument.open("file:///bench/big.py", "python", 1, text)
@@ -63,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     times: list[float] = []
     edit_times: list[float] = []
     kept = 0
+    fresh = 0
     total = 0
     previous: list[int] | None = None
     for r in range(args.rounds):
@@ -73,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             doc.edit(insert_at + i, insert_at + i, ch)
             t1 = time.perf_counter()
+            fresh += doc.syntax.refresh(engine.config.context.parse_budget_ms)  # as served
             prepared = engine.prepare(doc.text, insert_at + i + 1, language_id="python",
                                       path=doc.path, syntax=doc.syntax, anchor=doc.anchor,
                                       starts=doc.starts)
@@ -97,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "edit_p50_ms": round(pct(edit_times, 50), 3),
         "edit_p95_ms": round(pct(edit_times, 95), 3),
         "prefix_kept_share": round(kept / total, 4) if total else None,
+        "fresh_tree_share": round(fresh / len(times), 4),
+        "parse_budget_ms": engine.config.context.parse_budget_ms,
         "prompt_tokens": len(previous or []),
     }
     out = Path(args.out)

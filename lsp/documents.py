@@ -13,6 +13,10 @@ from ghostfill.completion.context import WindowAnchor, line_starts
 from ghostfill.completion.syntax import SyntaxDocument, language_for
 from ghostfill.lsp.positions import UTF16, offset_at, position_at
 
+#: The parse at open (or full sync) blocks the server's loop; past this it goes on in slices
+#: while the server is idle (see `GhostfillServer.reparse_when_idle`).
+OPEN_PARSE_BUDGET_MS = 100.0
+
 
 @dataclass
 class OpenDocument:
@@ -26,7 +30,9 @@ class OpenDocument:
     @classmethod
     def open(cls, uri: str, language_id: str, version: int, text: str) -> OpenDocument:
         grammar = language_for(language_id, uri)
-        return cls(uri, language_id, version, SyntaxDocument(text, grammar), line_starts(text))
+        return cls(uri, language_id, version,
+                   SyntaxDocument(text, grammar, budget_ms=OPEN_PARSE_BUDGET_MS),
+                   line_starts(text))
 
     @property
     def text(self) -> str:
@@ -43,7 +49,7 @@ class OpenDocument:
         return position_at(self.text, self.starts, offset, encoding)
 
     def replace_all(self, text: str, version: int) -> None:
-        self.syntax = SyntaxDocument(text, self.syntax_grammar)
+        self.syntax = SyntaxDocument(text, self.syntax_grammar, budget_ms=OPEN_PARSE_BUDGET_MS)
         self.starts = line_starts(text)
         self.anchor = WindowAnchor()
         self.version = version
@@ -54,10 +60,10 @@ class OpenDocument:
 
     def edit(self, start: int, end: int, new_text: str) -> None:
         """Replace text[start:end] by `new_text` (code-point offsets)."""
-        self.syntax.edit(start, end, new_text)
         # Patch the line table: lines before the edit keep their starts, later ones shift.
         first = bisect.bisect_right(self.starts, start)  # lines starting after `start`
         last = bisect.bisect_right(self.starts, end)
+        self.syntax.edit(start, end, new_text, rows=(first - 1, last - 1))
         delta = len(new_text) - (end - start)
         inserted = [start + i + 1 for i, ch in enumerate(new_text) if ch == "\n"]
         tail = [s + delta for s in self.starts[last:]]

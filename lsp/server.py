@@ -45,6 +45,9 @@ STATS_METHOD = "ghostfill/stats"
 DOCUMENT_METHOD = "ghostfill/document"
 FIM_COMMAND = "ghostfill.fim"
 ACCEPTED_COMMAND = "ghostfill.accepted"
+#: Pause in typing after which a stale syntax tree is parsed in full (in slices).
+IDLE_REPARSE_S = 0.25
+IDLE_REPARSE_SLICE_MS = 50.0
 #: Characters that may follow the cursor and still be replaced by a suggestion that ends in
 #: them (auto-closed brackets and quotes).
 CLOSING = frozenset(")]}>\"'`;, \t")
@@ -65,6 +68,7 @@ class GhostfillServer(LanguageServer):
         #: Required from TCP clients as initializationOptions.authToken (None: no check).
         self.auth_token: str | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._reparse: dict[str, asyncio.TimerHandle] = {}
         self.service = CompletionService(self.run_model, self.stats,
                                          SuggestionCache(self.config.server.cache_size))
 
@@ -163,19 +167,46 @@ class GhostfillServer(LanguageServer):
             return
         cancel = self.service.background(doc.uri, "warm replaced")
         text = doc.text
+        syntax = doc.syntax.fork()  # the document's tree, not a second full parse
+        budget_ms = engine.config.context.parse_budget_ms
 
         def job() -> None:
             if cancel.cancelled:
                 return
             try:
+                syntax.refresh(budget_ms)
                 prepared = engine.prepare(text, len(text), language_id=doc.language_id,
-                                          path=doc.path, snippets=self.service.snippets,
+                                          path=doc.path, syntax=syntax,
+                                          snippets=self.service.snippets,
                                           definitions=self.service.definitions)
                 engine.backend.warm(prepared.prompt.tokens[:-1], cancel)
             except GhostfillError as e:
                 log.debug("warm-up skipped: %s", e)
 
         self._model_pool.submit(job)
+
+    def reparse_when_idle(self, doc: OpenDocument) -> None:
+        """Finish the syntax tree once typing pauses, so the next request finds it parsed.
+
+        Edits do not reparse (see `SyntaxDocument`); a request reparses within a budget. Doing
+        the whole parse here, after a pause, keeps both the keystroke and the request cheap.
+        """
+        handle = self._reparse.pop(doc.uri, None)
+        if handle is not None:
+            handle.cancel()
+        if not doc.syntax.fresh:
+            loop = asyncio.get_running_loop()
+            self._reparse[doc.uri] = loop.call_later(IDLE_REPARSE_S, self._reparse_now, doc)
+
+    def _reparse_now(self, doc: OpenDocument) -> None:
+        self._reparse.pop(doc.uri, None)
+        if self.documents.get(doc.uri) is not doc:
+            return
+        # In slices, so that a file tree-sitter needs seconds for never blocks the server: a
+        # request or an edit in between is served at the next turn of the loop.
+        if not doc.syntax.refresh(IDLE_REPARSE_SLICE_MS):
+            loop = asyncio.get_running_loop()
+            self._reparse[doc.uri] = loop.call_later(0.005, self._reparse_now, doc)
 
     def apply_config(self, values: Any) -> None:
         try:
@@ -286,6 +317,7 @@ def did_open(ls: GhostfillServer, params: types.DidOpenTextDocumentParams) -> No
     doc = OpenDocument.open(item.uri, item.language_id, item.version, item.text)
     ls.documents[item.uri] = doc
     ls.service.edited(doc, 0)
+    ls.reparse_when_idle(doc)
     if ls.config.server.warm_on_open:
         ls.warm(doc)
 
@@ -311,12 +343,16 @@ def did_change(ls: GhostfillServer, params: types.DidChangeTextDocumentParams) -
             doc.replace_all(change.text, params.text_document.version)
     doc.version = params.text_document.version
     ls.service.cancel(doc.uri, "document changed")
+    ls.reparse_when_idle(doc)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: GhostfillServer, params: types.DidCloseTextDocumentParams) -> None:
     ls.documents.pop(params.text_document.uri, None)
     ls.service.forget(params.text_document.uri)
+    handle = ls._reparse.pop(params.text_document.uri, None)
+    if handle is not None:
+        handle.cancel()
 
 
 def _replace_end(doc: OpenDocument, offset: int) -> int:
@@ -523,7 +559,7 @@ def document_request(ls: GhostfillServer, params: Any) -> dict[str, Any]:
         raise JsonRpcInvalidParams("ghostfill/document needs textDocument.uri")
     doc = ls.document(uri)
     return {"uri": doc.uri, "version": doc.version, "text": doc.text,
-            "languageId": doc.language_id}
+            "languageId": doc.language_id, "parsed": doc.syntax.fresh}
 
 
 @server.feature(STATS_METHOD)
