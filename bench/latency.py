@@ -76,6 +76,12 @@ class Replay:
         for k in self.keystrokes:
             sources[k.source] = sources.get(k.source, 0) + 1
         out["sources"] = sources
+        server = self.config.get("server_stats")
+        if isinstance(server, dict):
+            shown = server.get("suggestions", {})
+            # Lines cut by the deadline, and how many were finished in the background.
+            out["partial"] = shown.get("partial", 0)
+            out["partial_joined"] = shown.get("partial_joined", 0)
         return out
 
 
@@ -216,7 +222,11 @@ def _params(types: Any, uri: str, line: int, col: int, invoked: bool) -> Any:
 
 ABLATIONS: dict[str, dict[str, Any]] = {
     "ghostfill": {},
-    "no-kv-reuse": {"model": {"kvReuse": False}},
+    # Without KV reuse every request re-reads the window (seconds): under the default budget
+    # nothing would ever be shown, so this one waits for its answers.
+    "no-kv-reuse": {"model": {"kvReuse": False}, "completion": {"latencyBudgetMs": 20000}},
+    # Whole lines only: the budget never cuts a line, as before partial lines existed.
+    "whole-lines": {"completion": {"latencyBudgetMs": 5000}},
     "no-type-through-prefetch": {"server": {"cacheSize": 0, "prefetch": False}},
     "prompt-lookup": {"model": {"speculative": "prompt-lookup"}},
 }
@@ -233,11 +243,16 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma list of {', '.join(ABLATIONS)}")
     parser.add_argument("--pause-ms", type=float, default=0,
                         help="think time after each answer before the next keystroke")
+    parser.add_argument("--budget-ms", type=int, default=None,
+                        help="completion.latencyBudgetMs (default: the product default)")
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args(argv)
     spans = pick_spans(args.files, args.lines, args.seed)
-    base = {"server": {"debounceMs": 0}, "completion": {"maxTokens": 32,
-                                                        "latencyBudgetMs": 1000}}
+    # 32 tokens at most, as in the llama-server comparison (issue #4); debounce off because
+    # the replay sends one request per keystroke anyway.
+    base: dict[str, Any] = {"server": {"debounceMs": 0}, "completion": {"maxTokens": 32}}
+    if args.budget_ms is not None:
+        base["completion"]["latencyBudgetMs"] = args.budget_ms
     replays: list[Replay] = []
     for name in args.configs.split(","):
         settings = _merge(base, ABLATIONS[name])

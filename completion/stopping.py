@@ -7,9 +7,12 @@ generated past a line that repeats the text after the cursor.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 TAB_WIDTH = 4
+#: A word at the very end of text cut by the deadline, which may be unfinished.
+_PARTIAL_WORD = re.compile(r"\w+$")
 
 
 def indent_width(line: str) -> int:
@@ -43,8 +46,17 @@ class LineStopper:
     #: Text after the cursor on its line (an auto-closed `}`): a block answer then ends with
     #: its line break, so that text lands on a line of its own.
     cursor_line_rest: str = ""
+    #: Text generated before this generation resumed (a line cut by the deadline, continued):
+    #: the rules judge it and the new text together; cuts are returned in the new text.
+    generated: str = ""
 
     def check(self, text: str) -> int | None:
+        if self.generated:
+            cut = self._check(self.generated + text)
+            return None if cut is None else max(0, cut - len(self.generated))
+        return self._check(text)
+
+    def _check(self, text: str) -> int | None:
         newline = text.find("\n")
         if newline < 0:
             return None
@@ -91,9 +103,33 @@ class LineStopper:
             start = end + 1
 
     def cut_at_deadline(self, text: str) -> str:
-        """At the deadline keep only whole lines (a half line is rarely valid code)."""
-        cut = self.check(text)
+        if self.generated:
+            kept = self._cut_at_deadline(self.generated + text)
+            return kept[len(self.generated):] if len(kept) > len(self.generated) else ""
+        return self._cut_at_deadline(text)
+
+    def _cut_at_deadline(self, text: str) -> str:
+        """What to show when time is up: the whole lines of a block answer; otherwise (one
+        line, or no line finished yet) the line so far up to its last whole word.
+
+        A half line is shown rather than nothing, as ghost text that the user can already
+        type through; the server then finishes the line in the background and the next
+        keystroke shows the rest (see `CompletionService.prefetch_after`). A trailing word
+        may be cut in the middle, so it is dropped: `self.comp` shows as `self.`.
+        """
+        cut = self._check(text)
         if cut is not None:
             text = text[:cut]
         newline = text.rfind("\n")
-        return text[:newline] if newline >= 0 else ""
+        if self.multiline and newline >= 0 and text[:newline].strip():
+            return text[:newline]
+        if not self.multiline and text.strip() and cut is not None:
+            return text  # the line is complete
+        if text.startswith("\n") and self.cursor_line_prefix.strip():
+            lead, line = "\n", text[1:]  # the line after `def f():`
+        else:
+            lead, line = "", text
+        if "\n" in line:
+            line = line[: line.find("\n")]
+        kept = _PARTIAL_WORD.sub("", line).rstrip()
+        return lead + kept if kept.strip() else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ghostfill.backends.base import (
     Backend,
@@ -36,10 +36,14 @@ from ghostfill.completion.syntax import (
     cursor_scope,
     language_for,
 )
+from ghostfill.completion.tokenizer import decode
 from ghostfill.config import Config
 from ghostfill.errors import InvalidPosition
 from ghostfill.fim import FimTemplate, Prompt, render_prompt, select_template
 from ghostfill.fim.render import overhead_tokens
+
+#: Filters skipped for a line cut short by the deadline: they judge finished statements.
+PARTIAL_LINE_SKIPS = frozenset({"syntax_validity", "dangling_block"})
 
 
 @dataclass
@@ -65,6 +69,10 @@ class CompletionResult:
     template: str
     multiline: bool
     extra: dict[str, object] = field(default_factory=dict)
+    #: Cut by the deadline inside a line: the beginning of a suggestion, to be continued.
+    partial: bool = False
+    #: Every token generated (past the deadline cut too), to resume exactly (`resume`).
+    tokens: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -140,12 +148,17 @@ class CompletionEngine:
         use_defs = (ctx.cross_file and ctx.import_definitions and definitions is not None
                     and definitions.applies(grammar, text))
         head_reserve = min(128, self.context_length // 16)
+        # In PSM order the suffix sits between the typed text and the answer: each keystroke
+        # re-evaluates all of it, so it is kept short (bench/fim_order.py measures this).
+        psm = self.template.is_fim and self.order == "psm"
         budget = make_budget(
             self.context_length,
             cc.max_tokens,
             self.overhead,
             prefix_share=ctx.prefix_share,
-            max_suffix_tokens=ctx.max_suffix_tokens,
+            max_suffix_tokens=min(ctx.max_suffix_tokens, ctx.psm_suffix_tokens) if psm
+            else ctx.max_suffix_tokens,
+            suffix_takes_unused=not psm,
             suffix_used=self.template.is_fim,
             reserved=head_reserve + (ctx.cross_file_tokens if use_cross or use_defs else 0),
         )
@@ -227,14 +240,50 @@ class CompletionEngine:
         on_text: Callable[[str], None] | None = None,
         disabled_filters: frozenset[str] = frozenset(),
     ) -> CompletionResult:
+        return self._generate(prepared, [], cancel=cancel, deadline=deadline, created=created,
+                              on_text=on_text, disabled_filters=disabled_filters)
+
+    def resume(
+        self,
+        prepared: Prepared,
+        tokens: list[int],
+        *,
+        cancel: CancelToken | None = None,
+        deadline: float | None = None,
+        created: float | None = None,
+    ) -> CompletionResult:
+        """Continue a generation that the deadline cut, from the exact tokens it produced.
+
+        The prompt is the old prompt plus those tokens (all but the last already in the KV
+        cache), so greedy decoding goes on exactly as if never interrupted: the result is the
+        whole suggestion at the original position, as `run` without a deadline would give.
+        Re-tokenizing the text shown instead would change the token boundaries at the cut
+        and with them the model's choices.
+        """
+        return self._generate(prepared, tokens, cancel=cancel, deadline=deadline,
+                              created=created)
+
+    def _generate(
+        self,
+        prepared: Prepared,
+        resumed: list[int],
+        *,
+        cancel: CancelToken | None,
+        deadline: float | None,
+        created: float | None,
+        on_text: Callable[[str], None] | None = None,
+        disabled_filters: frozenset[str] = frozenset(),
+    ) -> CompletionResult:
         created = created if created is not None else time.monotonic()
         if deadline is None:
             deadline = created + self.config.completion.latency_budget_ms / 1000.0
+        head = decode(self.tokenizer, resumed) if resumed else ""
+        stopper = replace(prepared.stopper, generated=head) if head else prepared.stopper
         request = GenerationRequest(
-            tokens=prepared.prompt.tokens,
-            max_tokens=self.config.completion.max_tokens,
+            tokens=prepared.prompt.tokens + resumed,
+            max_tokens=max(1, self.config.completion.max_tokens - len(resumed)),
             stop_ids=prepared.prompt.stop_ids,
-            stopper=prepared.stopper,
+            stopper=stopper,
             deadline=deadline,
             cancel=cancel or CancelToken(),
             on_text=on_text,
@@ -242,27 +291,35 @@ class CompletionEngine:
             temperature=self.config.completion.temperature,
             prompt_text=prepared.prompt.display(),
             infill=InfillParts(
-                prefix=prepared.window.prefix,
+                prefix=prepared.window.prefix + head,
                 suffix=prepared.window.suffix,
                 stop=prepared.prompt.template.control_tokens,
                 n_indent=prepared.stopper.block_indent if prepared.stopper.multiline else None,
             ),
         )
         generation: Generation = self.backend.generate(request)
-        text = generation.text
+        text = head + generation.text
+        partial = generation.stop_reason == "deadline" and bool(text.strip()) and (
+            not prepared.stopper.multiline or "\n" not in text.strip("\n"))
+        if partial:
+            # Half a line is not valid code yet: the filters that judge whole statements
+            # would throw it away. The rest of the line is generated next (`resume`).
+            disabled_filters = disabled_filters | PARTIAL_LINE_SKIPS
         if generation.stop_reason not in ("cancelled",):
             text = postprocess(text, prepared.filters, disabled_filters)
         else:
             text = ""
         return CompletionResult(
             text=text,
-            raw=generation.text,
+            raw=head + generation.text,
             stop_reason=generation.stop_reason,
             timings=generation.timings.to_dict(),
             prompt_tokens=prepared.prompt.counts(),
             model=self.backend.model_name,
             template=self.template.name,
             multiline=prepared.stopper.multiline,
+            partial=partial and bool(text),
+            tokens=resumed + list(generation.tokens),
         )
 
     def complete(self, text: str, offset: int, **kwargs: object) -> CompletionResult:

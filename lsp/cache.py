@@ -25,6 +25,14 @@ class Suggestion:
     #: Context the suggestion was computed for (tails/heads of the document at the cursor).
     prefix_tail: str
     suffix_head: str
+    #: The beginning of a line cut short by the deadline; its rest is being generated.
+    partial: bool = False
+
+    def ends_at(self, prefix: str, suffix: str) -> bool:
+        """True if accepting this suggestion leaves the cursor between `prefix` and `suffix`."""
+        return (suffix[:KEY_SUFFIX_CHARS] == self.suffix_head
+                and (self.prefix_tail + self.text)[-KEY_PREFIX_CHARS:]
+                == prefix[-KEY_PREFIX_CHARS:])
 
 
 def cache_key(prefix: str, suffix: str, multiline: bool) -> tuple[str, str, bool]:

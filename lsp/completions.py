@@ -24,10 +24,21 @@ from ghostfill.lsp.stats import Stats
 
 
 @dataclass
+class _Partial:
+    prepared: Any
+    tokens: list[int]
+    prefix: str
+    suffix: str
+    text: str  # as shown
+
+
+@dataclass
 class Answer:
     text: str
     source: str  # model | cache | type_through | prefetch | none
     multiline: bool
+    #: A line cut short by the deadline (see `prefetch_after`).
+    partial: bool = False
 
 
 class CompletionService:
@@ -48,6 +59,9 @@ class CompletionService:
         self._prefetching: dict[str, CancelToken] = {}
         self._shown: dict[str, Suggestion] = {}
         self._prefetched: set[tuple[str, str, bool]] = set()
+        self._prefetch_target: dict[str, tuple[str, str]] = {}
+        #: The last partial answer per document, with what `engine.resume` needs.
+        self._partials: dict[str, _Partial] = {}
 
     # -- supersession ---------------------------------------------------------------------
     def supersede(self, uri: str, reason: str) -> CancelToken:
@@ -80,6 +94,7 @@ class CompletionService:
         if token is not None:
             token.cancel("closed")
         self._shown.pop(uri, None)
+        self._partials.pop(uri, None)
 
     def _done(self, uri: str, token: CancelToken) -> None:
         for running in (self._inflight, self._prefetching):
@@ -95,6 +110,8 @@ class CompletionService:
         source_text = doc.text if text is None else text
         syntax = doc.syntax if text is None else None
         prefix, suffix = source_text[:offset], source_text[offset:]
+        if text is None:
+            doc.syntax.refresh(engine.config.context.parse_budget_ms)
         scope = cursor_scope(doc.syntax, offset) if text is None else None
         multiline = engine.multiline_at(scope) if scope is not None else None
 
@@ -104,7 +121,7 @@ class CompletionService:
             if rest is not None and shown is not None:
                 self.stats.add(type_through=1)
                 return self._shown_now(doc.uri, prefix, suffix, shown.multiline, rest,
-                                       "type_through", created)
+                                       "type_through", created, partial=shown.partial)
             hit = self.cache.get(prefix, suffix, multiline)
             if hit is not None:
                 key = cache_key(prefix, suffix, multiline)
@@ -147,17 +164,23 @@ class CompletionService:
             self.stats.add(errors=1)
         if not result.text:
             return Answer("", "none", result.multiline)
-        self.cache.put(prefix, suffix, result.multiline, result.text)
+        if result.partial:
+            self.stats.add(partial=1)  # not cached: its continuation replaces it soon
+            if result.tokens:  # a local model: resume from the exact tokens
+                self._partials[doc.uri] = _Partial(prepared, result.tokens, prefix, suffix,
+                                                   result.text)
+        else:
+            self.cache.put(prefix, suffix, result.multiline, result.text)
         return self._shown_now(doc.uri, prefix, suffix, result.multiline, result.text, "model",
-                               created)
+                               created, partial=result.partial)
 
     def _shown_now(self, uri: str, prefix: str, suffix: str, multiline: bool, text: str,
-                   source: str, created: float) -> Answer:
+                   source: str, created: float, partial: bool = False) -> Answer:
         key = cache_key(prefix, suffix, multiline)
-        self._shown[uri] = Suggestion(text, multiline, key[0], key[1])
+        self._shown[uri] = Suggestion(text, multiline, key[0], key[1], partial)
         self.stats.add(shown=1)
         self.stats.latency((time.monotonic() - created) * 1000)
-        return Answer(text, source, multiline)
+        return Answer(text, source, multiline, partial)
 
     # -- cross-file snippets ---------------------------------------------------------------
     def edited(self, doc: OpenDocument, line: int) -> None:
@@ -169,27 +192,93 @@ class CompletionService:
 
     # -- prefetch -------------------------------------------------------------------------
     async def prefetch_after(self, engine: Any, doc: OpenDocument, offset: int, text: str,
-                             budget_s: float) -> None:
-        """Compute the suggestion that follows accepting `text` at `offset` (background)."""
+                             budget_s: float, *, partial: bool = False,
+                             multiline: bool | None = None) -> None:
+        """Compute the suggestion that follows accepting `text` at `offset` (background).
+
+        For a `partial` answer (a line cut short by the deadline) this is the rest of that
+        line: when it arrives and the partial suggestion is still the one on screen, the two
+        are joined, so the next keystroke (type-through) shows the whole line. Runs once per
+        target: type-through answers ask for the same target again and must not restart it.
+        """
         if not text or not self.cache.enabled:
             return
         accepted = doc.text[:offset] + text + doc.text[offset:]
         cursor = offset + len(text)
         prefix, suffix = accepted[:cursor], accepted[cursor:]
+        target = cache_key(prefix, suffix, False)[:2]
+        if doc.uri in self._prefetching and self._prefetch_target.get(doc.uri) == target:
+            return  # already on it
+        for ml in (multiline,) if multiline is not None else (False, True):
+            hit = self.cache.get(prefix, suffix, ml)
+            if hit is not None:
+                if partial:
+                    self._join_partial(doc.uri, prefix, suffix, hit)
+                return
         cancel = self.background(doc.uri, "prefetch replaced")
+        self._prefetch_target[doc.uri] = target
+        state = self._partials.get(doc.uri) if partial else None
+        if state is not None and not (state.prefix + state.text).endswith(prefix[-256:]):
+            state = None
         try:
+            if state is not None:
+                await self._finish_partial(engine, doc.uri, state, cancel, budget_s)
+                return
             anchor = replace(doc.anchor)
+            # What-if copy of the tree: an incremental parse, not a full one on the loop.
+            syntax = doc.syntax.fork()
+            syntax.edit(offset, offset, text)
+            syntax.refresh(engine.config.context.parse_budget_ms)
             prepared = engine.prepare(accepted, cursor, language_id=doc.language_id,
-                                      path=doc.path, anchor=anchor, snippets=self.snippets,
-                                      definitions=self.definitions)
+                                      path=doc.path, syntax=syntax, anchor=anchor,
+                                      snippets=self.snippets, definitions=self.definitions,
+                                      multiline=multiline if partial else None)
             result = await self._run_model(engine.run, prepared, cancel=cancel,
                                            created=time.monotonic(),
                                            deadline=time.monotonic() + budget_s)
         finally:
             self._done(doc.uri, cancel)
+            if self._prefetch_target.get(doc.uri) == target:
+                del self._prefetch_target[doc.uri]
         # No version check: the cache key (the accepted text) is what makes the entry valid.
         if result.text and not cancel.cancelled and result.stop_reason != "cancelled":
-            self.cache.put(prefix, suffix, result.multiline, result.text)
-            self._prefetched.add(cache_key(prefix, suffix, result.multiline))
+            if not result.partial:
+                self.cache.put(prefix, suffix, result.multiline, result.text)
+                self._prefetched.add(cache_key(prefix, suffix, result.multiline))
+            if partial:
+                self._join_partial(doc.uri, prefix, suffix, result.text, result.partial)
             if len(self._prefetched) > 4 * 256:
                 self._prefetched.clear()
+
+    async def _finish_partial(self, engine: Any, uri: str, state: _Partial,
+                              cancel: CancelToken, budget_s: float) -> None:
+        """The rest of a partial line, from the very tokens it was cut from."""
+        result = await self._run_model(engine.resume, state.prepared, state.tokens,
+                                       cancel=cancel, created=time.monotonic(),
+                                       deadline=time.monotonic() + budget_s)
+        if cancel.cancelled or result.stop_reason == "cancelled" or result.partial:
+            return
+        if self._partials.get(uri) is state:
+            del self._partials[uri]
+        if not result.text.startswith(state.text) or result.text == state.text:
+            return  # the filters judged the whole line otherwise: keep what is shown
+        full = result.text
+        self.cache.put(state.prefix, state.suffix, result.multiline, full)
+        self._join_partial(uri, state.prefix + state.text, state.suffix,
+                           full[len(state.text):])
+
+    def _join_partial(self, uri: str, prefix: str, suffix: str, rest: str,
+                      still_partial: bool = False) -> None:
+        """Extend the partial suggestion on screen (if it still is) by the rest of its line."""
+        shown = self._shown.get(uri)
+        if shown is None or not shown.partial or not shown.ends_at(prefix, suffix):
+            return
+        if not shown.multiline:
+            rest = rest.split("\n", 1)[0] if not rest.startswith("\n") else ""
+        if not rest:
+            return
+        full = shown.text + rest
+        self._shown[uri] = replace(shown, text=full, partial=still_partial)
+        if not still_partial:
+            self.cache.put(shown.prefix_tail, shown.suffix_head, shown.multiline, full)
+        self.stats.add(partial_joined=1)

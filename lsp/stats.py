@@ -31,6 +31,9 @@ class Stats:
     tokens_reused: int = 0
     shown: int = 0
     accepted: int = 0
+    #: Lines cut short by the deadline, and how many of them were completed in the background.
+    partial: int = 0
+    partial_joined: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -56,5 +59,6 @@ class Stats:
                 "stale": self.stale,
                 "errors": self.errors,
                 "tokens": {"evaluated": self.tokens_evaluated, "reused": self.tokens_reused},
-                "suggestions": {"shown": self.shown, "accepted": self.accepted},
+                "suggestions": {"shown": self.shown, "accepted": self.accepted,
+                                "partial": self.partial, "partial_joined": self.partial_joined},
             }

@@ -42,10 +42,22 @@ def test_auto_closed_brace_keeps_the_line_break():
     assert first_stop(s, "\n  return 1;\n}\n") == "\n  return 1;\n"
 
 
-def test_deadline_keeps_whole_lines_only():
+def test_deadline_keeps_whole_lines_of_a_block():
     s = LineStopper(multiline=True, block_indent=0)
     assert s.cut_at_deadline("a = 1\nb = 2\nc = ") == "a = 1\nb = 2"
-    assert s.cut_at_deadline("a = ") == ""
+    # No line finished yet: the first line up to its last whole word.
+    assert s.cut_at_deadline("total = compute(val") == "total = compute("
+    assert s.cut_at_deadline("a = ") == "a ="
+
+
+def test_deadline_cuts_one_line_at_its_last_whole_word():
+    s = LineStopper(multiline=False, cursor_line_prefix="    x = ")
+    assert s.cut_at_deadline("self.comp") == "self."
+    assert s.cut_at_deadline("foo(a, b") == "foo(a,"
+    assert s.cut_at_deadline("value") == ""  # maybe half a name: nothing yet
+    # After `def f():` the one line is the next one.
+    s = LineStopper(multiline=False, cursor_line_prefix="def f(x):")
+    assert s.cut_at_deadline("\n    return x + to") == "\n    return x +"
 
 
 def test_a_line_like_the_suffix_but_deeper_is_part_of_the_answer():
