@@ -94,6 +94,8 @@ class Timings:
     prompt_tokens: int = 0
     reused_tokens: int = 0
     evaluated_tokens: int = 0
+    #: Of the reused tokens, those kept by shifting the cache after the window start moved.
+    shifted_tokens: int = 0
     generated_tokens: int = 0
     drafted_tokens: int = 0
     accepted_tokens: int = 0

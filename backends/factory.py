@@ -36,6 +36,7 @@ def create_backend(config: Config) -> Backend:
             model_name=model.display_name,
             draft_tokens=8 if mc.speculative == "prompt-lookup" else 0,
             kv_reuse=mc.kv_reuse,
+            kv_shift=mc.kv_shift,
         )
     if kind == "transformers":
         if model.kind != "hf":

@@ -64,6 +64,12 @@ def prompt_lookup(history: list[int], max_draft: int, ngram_max: int = 3,
     return []
 
 
+#: A moved window is shifted in the cache when its first SHIFT_PROBE tokens are found there
+#: and at least SHIFT_MIN_TOKENS in a row match (smaller moves are cheaper to re-read).
+SHIFT_PROBE = 16
+SHIFT_MIN_TOKENS = 64
+
+
 class LlamaCppBackend:
     name = "llamacpp"
 
@@ -78,6 +84,7 @@ class LlamaCppBackend:
         draft_tokens: int = 0,
         ngram_max: int = 3,
         kv_reuse: bool = True,
+        kv_shift: bool = True,
     ) -> None:
         path = Path(model_path)
         check_gguf(path)
@@ -112,6 +119,10 @@ class LlamaCppBackend:
         self._lock = threading.Lock()
         #: Token ids whose keys/values are in the KV cache (sequence 0), in order.
         self._cached: list[int] = []
+        #: Shift cached keys/values when the window start moves (see `_shift_window`).
+        self.kv_shift = kv_shift
+        self.last_shifted = 0
+        self._shift_ok: bool | None = None
 
     @staticmethod
     def _load(llama_cpp: Any, path: Path, n_ctx: int, n_threads: int, batch_size: int) -> Any:
@@ -162,7 +173,9 @@ class LlamaCppBackend:
         Chunks already evaluated stay in the cache when a cancel or deadline interrupts, so
         the next keystroke continues where this one stopped instead of starting over.
         """
+        shifted = self._shift_window(tokens) if self.kv_reuse and self.kv_shift else 0
         reused = _common_prefix(self._cached, tokens) if self.kv_reuse else 0
+        self.last_shifted = shifted
         if reused == len(tokens):
             reused -= 1  # the last token must be evaluated again to get its logits
         self._truncate_cache(reused)
@@ -178,6 +191,45 @@ class LlamaCppBackend:
             pos += len(chunk)
             evaluated += len(chunk)
         return reused, evaluated, True
+
+    def _shift_window(self, tokens: list[int]) -> int:
+        """When the window start moved down, drop the cut lines from the cache and shift the
+        rest back, instead of re-reading the whole window; returns the tokens kept this way.
+
+        The prompt is `head + window`: the head (template tokens, imports, snippets) stays,
+        the window lost some lines at its start. The cached tokens after the lost lines get
+        their positions moved back (llama.cpp re-rotates the keys), like llama-server's
+        context shift. They keep what they attended to before the cut, so this is an
+        approximation of a fresh read, only used when a long run of tokens matches.
+        """
+        cached = self._cached
+        head = _common_prefix(cached, tokens)
+        probe = tokens[head : head + SHIFT_PROBE]
+        if len(probe) < SHIFT_PROBE or head >= len(cached) - SHIFT_PROBE:
+            return 0
+        start = head
+        while True:
+            try:
+                start = cached.index(probe[0], start + 1)
+            except ValueError:
+                return 0
+            if cached[start : start + SHIFT_PROBE] == probe:
+                break
+        kept = _common_prefix(cached[start:], tokens[head:])
+        if kept < SHIFT_MIN_TOKENS or not self._can_shift():
+            return 0
+        ctx = self._llm._ctx
+        ctx.kv_cache_seq_rm(0, head, start)
+        ctx.kv_cache_seq_shift(0, start, -1, head - start)
+        self._cached = cached[:head] + cached[start:]
+        return kept
+
+    def _can_shift(self) -> bool:
+        if self._shift_ok is None:
+            import llama_cpp
+
+            self._shift_ok = bool(llama_cpp.llama_memory_can_shift(self._llm._ctx.memory))
+        return self._shift_ok
 
     # -- Backend protocol -------------------------------------------------------------
     def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
@@ -200,6 +252,7 @@ class LlamaCppBackend:
                 request.tokens, request.cancel, request.deadline
             )
             timings.reused_tokens, timings.evaluated_tokens = reused, evaluated
+            timings.shifted_tokens = self.last_shifted
             after_prompt = time.monotonic()
             timings.prompt_ms = (after_prompt - start) * 1000
             if not finished:

@@ -28,6 +28,9 @@ class Budget:
     suffix_limit: int
     #: Kept for the head (imports, scope headers) and cross-file snippets.
     reserved: int = 0
+    #: Whether the suffix may use what the prefix leaves unused. Not in PSM order, where the
+    #: suffix follows the typed text and every keystroke re-evaluates all of it.
+    suffix_takes_unused: bool = True
 
     @property
     def available(self) -> int:
@@ -99,6 +102,7 @@ def make_budget(
     max_suffix_tokens: int,
     suffix_used: bool,
     reserved: int = 0,
+    suffix_takes_unused: bool = True,
 ) -> Budget:
     """`reserved`: tokens kept for text outside the windows (headers, cross-file snippets)."""
     available = max(0, context_length - max_tokens - overhead - reserved)
@@ -106,7 +110,7 @@ def make_budget(
         return Budget(context_length, max_tokens, overhead, available, 0, reserved)
     suffix_limit = min(max_suffix_tokens, int(available * (1.0 - prefix_share)))
     return Budget(context_length, max_tokens, overhead, available - suffix_limit, suffix_limit,
-                  reserved)
+                  reserved, suffix_takes_unused)
 
 
 def _encode_prefix(tokenizer: Tokenizer, text: str, anchor: WindowAnchor | None) -> list[int]:
@@ -177,8 +181,8 @@ def build_window(
     if anchor is not None:
         anchor.start = prefix_start
 
-    suffix_limit = budget.suffix_limit + max(0, budget.prefix_limit - len(prefix_ids)) \
-        if budget.suffix_limit else 0
+    unused = max(0, budget.prefix_limit - len(prefix_ids)) if budget.suffix_takes_unused else 0
+    suffix_limit = budget.suffix_limit + unused if budget.suffix_limit else 0
     suffix, suffix_ids, suffix_end = _choose_suffix(text, offset, cursor_line, starts, allowed,
                                                     suffix_limit, tokenizer)
     return Window(prefix, suffix, prefix_ids, suffix_ids, prefix_start, suffix_end, budget)

@@ -43,6 +43,9 @@ class ModelConfig:
     threads: int | None = None
     #: Reuse the KV cache between requests (off only to measure what reuse is worth).
     kv_reuse: bool = True
+    #: When the window start moves, shift the cached keys/values instead of re-reading the
+    #: window (llama.cpp backend; an approximation, like llama-server's context shift).
+    kv_shift: bool = True
     #: Run code shipped with a model repository. Off unless the user opts in.
     trust_remote_code: bool = False
     #: Never touch the network, even for models that are not cached yet.
@@ -57,6 +60,9 @@ class ContextConfig:
     prefix_share: float = 0.75
     #: Cap on suffix tokens; a short suffix keeps the KV cache reusable between keystrokes.
     max_suffix_tokens: int = 256
+    #: Cap in PSM order (families not trained in SPM, e.g. DeepSeek-Coder), where the suffix
+    #: follows the typed text and is re-evaluated on every keystroke.
+    psm_suffix_tokens: int = 64
     #: Cross-file context at all: chunks of other open buffers and imported definitions.
     cross_file: bool = True
     #: Token cap for all cross-file context together.
@@ -64,6 +70,11 @@ class ContextConfig:
     #: Definitions of the names the buffer imports, read from the workspace roots (Python,
     #: JavaScript/TypeScript relative imports); off without a workspace root.
     import_definitions: bool = True
+    #: Time a request may spend reparsing the buffer. An edit that breaks the syntax far
+    #: around it can cost 10-20 ms to reparse in a 10,000-line file; past the budget the
+    #: request uses the edited tree (positions right, structure of the edited lines old) and
+    #: the parse is finished when the buffer goes idle.
+    parse_budget_ms: float = 2.5
 
 
 @dataclass(frozen=True)
@@ -71,8 +82,10 @@ class CompletionConfig:
     """What a completion may be."""
 
     max_tokens: int = 64
-    #: Keystroke to suggestion budget; at the deadline the backend stops at a clean boundary.
-    latency_budget_ms: int = 2000
+    #: Keystroke to suggestion budget. At the deadline the backend stops at a clean boundary:
+    #: whole lines of a block, or a line up to its last whole word, whose rest is then
+    #: generated in the background and shown from the next keystroke on.
+    latency_budget_ms: int = 150
     #: Budget when the user asked explicitly (invoked trigger, FIM command): they wait for it.
     invoked_budget_ms: int = 30000
     multiline: Multiline = "auto"
@@ -127,7 +140,9 @@ class Config:
         checks = [
             (0.0 < self.context.prefix_share <= 1.0, "context.prefix_share must be in (0, 1]"),
             (self.context.max_suffix_tokens >= 0, "context.max_suffix_tokens must be >= 0"),
+            (self.context.psm_suffix_tokens >= 0, "context.psm_suffix_tokens must be >= 0"),
             (self.context.cross_file_tokens >= 0, "context.cross_file_tokens must be >= 0"),
+            (self.context.parse_budget_ms > 0, "context.parse_budget_ms must be > 0"),
             (1 <= self.completion.max_tokens <= 4096, "completion.max_tokens must be 1..4096"),
             (self.completion.latency_budget_ms > 0, "completion.latency_budget_ms must be > 0"),
             (self.completion.invoked_budget_ms > 0, "completion.invoked_budget_ms must be > 0"),

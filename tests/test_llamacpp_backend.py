@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -120,7 +121,7 @@ def test_cancel_before_start_never_reaches_the_model(gemma_backend):
     assert result.timings.evaluated_tokens == 0
 
 
-def test_deadline_returns_whole_lines_only(gemma_backend):
+def test_deadline_returns_whole_lines_or_whole_words(gemma_backend):
     tokens = prompt(gemma_backend, SOURCE[:3000])
     gemma_backend.warm(tokens)
     streamed: list[str] = []
@@ -137,7 +138,12 @@ def test_deadline_returns_whole_lines_only(gemma_backend):
     raw = "".join(streamed)
     if result.stop_reason == "deadline":
         assert raw.startswith(result.text)
-        assert result.text == "" or raw[len(result.text)] == "\n"
+        rest = raw[len(result.text):]
+        if "\n" in raw.rstrip("\n").lstrip("\n"):  # a line was finished: whole lines only
+            assert result.text == "" or rest.startswith("\n")
+        else:  # still on the first line: cut between words, never inside one
+            word = re.compile(r"\w")
+            assert not (result.text and word.match(result.text[-1]) and word.match(rest[:1]))
 
 
 def test_prefill_interrupted_by_the_deadline_keeps_its_progress(gemma_backend):
@@ -162,3 +168,28 @@ def test_truncated_gguf_is_a_clear_error(gemma_path, tmp_path):
     text_file.write_text("not a model")
     with pytest.raises(ModelLoadError, match="not a GGUF"):
         LlamaCppBackend(text_file)
+
+
+def test_a_window_that_moved_down_is_shifted_in_the_cache_not_reread(gemma_backend):
+    """Prompt = head + window; the window loses its first lines and gains one at the end."""
+    tok = gemma_backend.tokenizer
+    head = prompt(gemma_backend, "# file: json/decoder.py\nimport re\n")
+    lines = SOURCE.split("\n")
+    window = "\n".join(lines[40:140]) + "\n"
+    moved = "\n".join(lines[60:141]) + "\n"
+    first = gemma_backend.generate(GenerationRequest(head + tok.encode(window), max_tokens=2))
+    assert first.timings.prompt_tokens > 600
+    cut_tokens = len(tok.encode("\n".join(lines[40:60]) + "\n"))
+    second = gemma_backend.generate(GenerationRequest(head + tok.encode(moved), max_tokens=2))
+    assert second.timings.shifted_tokens > 300
+    # Only the new last line (and the token boundary at the cut) is read again.
+    assert second.timings.evaluated_tokens < 60 < cut_tokens
+    # The cache now holds exactly the shifted prompt: one more character reuses all of it.
+    third = gemma_backend.generate(
+        GenerationRequest(head + tok.encode(moved + "x"), max_tokens=2))
+    assert third.timings.evaluated_tokens <= 3 and third.timings.shifted_tokens == 0
+    # Without the shift the same prompt costs a full read (a cache holding something else).
+    gemma_backend.generate(GenerationRequest(prompt(gemma_backend, "reset"), max_tokens=1))
+    fresh = gemma_backend.generate(GenerationRequest(head + tok.encode(moved + "x"),
+                                                     max_tokens=2))
+    assert fresh.timings.shifted_tokens == 0 and fresh.timings.evaluated_tokens > 600
