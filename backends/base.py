@@ -135,6 +135,9 @@ class Backend(Protocol):
     model_name: str
     tokenizer: Tokenizer
     context_length: int
+    # Optional `resumable: bool` (default False): prompts are token ids and
+    # `Generation.tokens` are the very ids generated. Remote backends send text and re-encode
+    # what came back, so a generation cannot be resumed token for token there.
 
     def generate(self, request: GenerationRequest) -> Generation:
         """Generate greedily (or sampled) until a stop; never raise for cancel or deadline."""

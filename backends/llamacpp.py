@@ -72,6 +72,9 @@ SHIFT_MIN_TOKENS = 64
 
 class LlamaCppBackend:
     name = "llamacpp"
+    #: Prompts are token ids and `Generation.tokens` the ids decoded: a generation can be
+    #: resumed exactly by sending prompt + those ids (`CompletionEngine.resume`).
+    resumable = True
 
     def __init__(
         self,

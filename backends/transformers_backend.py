@@ -106,6 +106,7 @@ class TransformersBackend:
     """A Hugging Face causal LM, optionally sped up by a draft model or prompt lookup."""
 
     name = "transformers"
+    resumable = True  # token prompts, generated ids returned (see LlamaCppBackend)
 
     def __init__(
         self,

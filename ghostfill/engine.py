@@ -258,7 +258,8 @@ class CompletionEngine:
         cache), so greedy decoding goes on exactly as if never interrupted: the result is the
         whole suggestion at the original position, as `run` without a deadline would give.
         Re-tokenizing the text shown instead would change the token boundaries at the cut
-        and with them the model's choices.
+        and with them the model's choices. Only for `resumable` backends (whose results
+        carry `tokens`); for others the service continues from the text.
         """
         return self._generate(prepared, tokens, cancel=cancel, deadline=deadline,
                               created=created)
@@ -319,7 +320,8 @@ class CompletionEngine:
             template=self.template.name,
             multiline=prepared.stopper.multiline,
             partial=partial and bool(text),
-            tokens=resumed + list(generation.tokens),
+            tokens=resumed + list(generation.tokens)
+            if getattr(self.backend, "resumable", False) else [],
         )
 
     def complete(self, text: str, offset: int, **kwargs: object) -> CompletionResult:

@@ -412,8 +412,11 @@ async def inline_completion(
         insert = answer.text + doc.text[offset:end]
         replace_range = types.Range(start=params.position, end=ls.position(doc, end))
     if ls.config.server.prefetch and selected is None:
+        # Background work, cancelled by the next request that needs the model: it may take
+        # the explicit-request budget.
         ls.background(ls.service.prefetch_after(engine, doc, offset, answer.text,
-                                                ls.budget_s(False)))
+                                                ls.budget_s(True), partial=answer.partial,
+                                                multiline=answer.multiline))
     item = types.InlineCompletionItem(
         insert_text=insert,
         range=replace_range,

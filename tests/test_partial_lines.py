@@ -9,8 +9,12 @@ would), and the backend's own deadline check then cuts the line.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -87,3 +91,100 @@ def test_a_partial_line_is_joined_with_its_continuation(engine: CompletionEngine
         assert service.stats.snapshot()["suggestions"]["partial_joined"] == 1
 
     asyncio.run(scenario())
+
+
+# ------------------------------------------------------------- through the server, remote
+
+
+class _SlowEngine(BaseHTTPRequestHandler):
+    """OpenAI-style `/v1/completions` that streams two words, then stalls (a loaded engine);
+    asked to continue after them, it finishes the line at once."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _event(self, text: str, finish: str | None = None) -> None:
+        chunk = {"choices": [{"text": text, "index": 0, "finish_reason": finish}]}
+        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.flush()
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        try:
+            if str(body.get("prompt", "")).endswith("compute(alpha,"):
+                self._event(" beta)", "stop")
+            else:
+                self._event("alpha, ")
+                time.sleep(6)
+                self._event("beta)", "stop")
+            self.wfile.write(b"data: [DONE]\n\n")
+        except OSError:
+            pass  # the client hung up at its deadline
+
+
+async def test_the_server_shows_the_words_so_far_then_the_whole_line() -> None:
+    from lsprotocol import types
+    from pygls.lsp.client import LanguageClient
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _SlowEngine)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    client = LanguageClient("ghostfill-test", "1")
+    await client.start_io(sys.executable, "-m", "ghostfill", "serve")
+    try:
+        await client.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities(),
+            initialization_options={
+                "model": {"backend": "openai", "template": "prefix-only"},
+                "remote": {"endpoint": f"http://127.0.0.1:{httpd.server_address[1]}"},
+                "completion": {"latencyBudgetMs": 1500},
+                "server": {"debounceMs": 0, "warmOnOpen": False},
+            }))
+        client.initialized(types.InitializedParams())
+        uri = "file:///w/partial.py"
+        text = "def f(alpha, beta):\n    return compute("
+        client.text_document_did_open(types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1,
+                                                 text=text)))
+        column = len("    return compute(")
+
+        async def ask(col: int) -> str:
+            result = await client.text_document_inline_completion_async(
+                types.InlineCompletionParams(
+                    text_document=types.TextDocumentIdentifier(uri=uri),
+                    position=types.Position(line=1, character=col),
+                    context=types.InlineCompletionContext(
+                        trigger_kind=types.InlineCompletionTriggerKind.Automatic)))
+            assert result is not None and result.items
+            return str(result.items[0].insert_text)
+
+        started = time.monotonic()
+        assert await ask(column) == "alpha,"  # the words so far, at the deadline
+        assert time.monotonic() - started < 5  # not after the stalled line
+        stats = None
+        for _ in range(100):
+            stats = await client.protocol.send_request_async("ghostfill/stats", None)
+            if stats.suggestions.partial_joined:
+                break
+            await asyncio.sleep(0.1)
+        assert stats is not None and stats.suggestions.partial == 1
+        assert stats.suggestions.partial_joined == 1
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[types.TextDocumentContentChangePartial(
+                range=types.Range(start=types.Position(line=1, character=column),
+                                  end=types.Position(line=1, character=column)),
+                text="a")]))
+        assert await ask(column + 1) == "lpha, beta)"  # typing into it shows the whole line
+        await client.shutdown_async(None)
+        client.exit(None)
+    finally:
+        server = getattr(client, "_server", None)
+        if server is not None and server.returncode is None:
+            server.kill()  # a failed assertion skipped shutdown/exit
+        await client.stop()
+        httpd.shutdown()
+        httpd.server_close()
