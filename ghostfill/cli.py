@@ -81,6 +81,14 @@ def _engine(config: Config):
     return CompletionEngine.load(config)
 
 
+def _definitions(args: argparse.Namespace):
+    """Imported definitions come from the folders given with --root, as from an editor's
+    workspace folders; without one nothing beyond the file itself is read."""
+    from ghostfill.completion.definitions import DefinitionIndex
+
+    return DefinitionIndex(args.root) if getattr(args, "root", None) else None
+
+
 def cmd_complete(args: argparse.Namespace) -> int:
     path, line, col = parse_location(args.location)
     text = read_source(path)
@@ -89,7 +97,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
     # An explicit command waits for its answer: the latency budget is for ghost text, unless
     # --budget-ms asks for it here too.
     budget = args.budget_ms / 1000 if args.budget_ms else math.inf
-    result = engine.complete(text, offset, path=str(path), deadline=time.monotonic() + budget)
+    result = engine.complete(text, offset, path=str(path), deadline=time.monotonic() + budget,
+                             definitions=_definitions(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -102,7 +111,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     text = read_source(path)
     offset = offset_of(text, line, col)
     engine = _engine(build_config(args))
-    prepared = engine.prepare(text, offset, path=str(path))
+    prepared = engine.prepare(text, offset, path=str(path), definitions=_definitions(args))
     prompt = prepared.prompt
     info = {
         "model": engine.backend.model_name,
@@ -187,12 +196,16 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("complete", help="print the completion at FILE:LINE:COL")
     p.add_argument("location", metavar="FILE:LINE:COL")
+    p.add_argument("--root", action="append", metavar="DIR",
+                   help="workspace folder to read imported definitions from (repeatable)")
     p.add_argument("--json", action="store_true", help="text, timings and model as JSON")
     model_options(p)
     p.set_defaults(func=cmd_complete)
 
     p = sub.add_parser("prompt", help="print the prompt that would be sent for FILE:LINE:COL")
     p.add_argument("location", metavar="FILE:LINE:COL")
+    p.add_argument("--root", action="append", metavar="DIR",
+                   help="workspace folder to read imported definitions from (repeatable)")
     p.add_argument("--json", action="store_true")
     model_options(p)
     p.set_defaults(func=cmd_prompt)

@@ -100,3 +100,22 @@ def test_models_lists_presets_with_offline_state():
     assert rows["gemma3-270m"]["offline"] is True
     assert rows["decicoder-1b"]["offline"] is False  # no hub here, not cached
     assert "ghostfill models --download decicoder-1b" in rows["decicoder-1b"]["state"]
+
+
+def test_prompt_reads_imported_definitions_only_under_root(tmp_path: Path):
+    root = tmp_path / "ws"
+    (root / "shop").mkdir(parents=True)
+    (root / "shop" / "__init__.py").write_text("")
+    (root / "shop" / "tax.py").write_text(
+        "def vat_for(amount: float, country: str) -> float:\n"
+        '    """VAT owed on `amount` in `country`."""\n'
+        "    rates = {'DE': 0.19, 'FR': 0.2}\n    return amount * rates[country]\n")
+    main = root / "main.py"
+    main.write_text("from shop.tax import vat_for\n\n\ndef total(net):\n    return net + vat_for(")
+    where = f"{main}:5:{len('    return net + vat_for(') + 1}"
+    with_root = run("prompt", where, "--json", "--root", str(root))
+    assert with_root.returncode == 0, with_root.stderr
+    shown = json.loads(with_root.stdout)["prompt"]
+    assert "# shop/tax.py\ndef vat_for(amount: float, country: str) -> float:" in shown
+    without = json.loads(run("prompt", where, "--json").stdout)["prompt"]
+    assert "def vat_for(" not in without
