@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ghostfill.bench.context_speed import common_prefix
 from ghostfill.bench.latency import erase, pct, pick_spans
 
 VOCABS = ("starcoder", "deepseek-coder", "qwen2", "refact")
@@ -37,15 +38,6 @@ class VocabOnly:
         self.tokenizer = tokenizer
         self.context_length = context_length
         self.model_name = name
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def replay(engine: Any, spans: list[Any]) -> list[int]:

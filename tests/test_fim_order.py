@@ -9,7 +9,8 @@ from __future__ import annotations
 import sysconfig
 from pathlib import Path
 
-from ghostfill.bench.fim_order import VocabOnly, common_prefix
+from ghostfill.bench.context_speed import common_prefix
+from ghostfill.bench.fim_order import VocabOnly
 from ghostfill.config import Config
 from ghostfill.engine import CompletionEngine
 
