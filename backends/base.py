@@ -82,6 +82,10 @@ class GenerationRequest:
     prompt_text: str | None = None
     #: Prompt parts for engines that template the prompt themselves.
     infill: InfillParts | None = None
+    #: Ids the first non-whitespace token may not be: the model's next choice after the
+    #: filters rejected answers starting with them (whitespace first tokens are indentation,
+    #: not a different answer). Honoured by the token-prompt backends, without drafts.
+    banned_first: frozenset[int] = frozenset()
 
 
 @dataclass

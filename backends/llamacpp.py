@@ -281,12 +281,23 @@ class LlamaCppBackend:
         limit = max(0, min(request.max_tokens, room))
         history = list(request.tokens)
 
+        banned = list(request.banned_first)
+        content = {"seen": not banned}  # a non-whitespace token was generated
+
+        def choose(logits: np.ndarray) -> int:
+            if not content["seen"]:
+                logits = logits.copy()
+                logits[banned] = -np.inf
+            return int(np.argmax(logits))
+
         def emit(token: int) -> bool:
             """Take one greedy token; True when generation must stop."""
             if token in request.stop_ids:
                 state["reason"] = "stop_token"
                 return True
             out.append(token)
+            if not content["seen"] and self.tokenizer.decode_bytes([token]).strip():
+                content["seen"] = True
             history.append(token)
             piece = decoder.push(token)
             if not timings.first_token_ms:
@@ -317,17 +328,17 @@ class LlamaCppBackend:
         if limit == 0:
             state["reason"] = "context_full"
         else:
-            next_token = int(np.argmax(self._last_logits()))
+            next_token = choose(self._last_logits())
             while not emit(next_token):
                 draft: list[int] = []
-                if request.speculative and self.draft_tokens > 0:
+                if request.speculative and self.draft_tokens > 0 and content["seen"]:
                     budget = min(self.draft_tokens, limit - len(out) - 1)
                     draft = prompt_lookup(history, budget, self.ngram_max) if budget > 0 else []
                 batch = [next_token, *draft]
                 base = len(self._cached)
                 self._decode(batch, all_logits=bool(draft))
                 preds = [int(np.argmax(self._logits_at(i))) for i in range(len(batch))] \
-                    if draft else [int(np.argmax(self._last_logits()))]
+                    if draft else [choose(self._last_logits())]
                 accepted = 0
                 while accepted < len(draft) and preds[accepted] == draft[accepted]:
                     accepted += 1

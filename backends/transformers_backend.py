@@ -232,6 +232,9 @@ class TransformersBackend:
         sink = _RequestSink(request, self.tokenizer, limit, room < request.max_tokens, timings)
         source, controller = self.draft_source(request)
         pick = greedy_pick if request.temperature <= 0 else _sampler(request.temperature)
+        if request.banned_first:
+            source, controller = None, None  # every token through `pick`
+            pick = _banning(pick, request.banned_first, self.tokenizer)
         stats = self._guarded(lambda: decode(
             self._target, logits, sink, source=source,
             controller=controller, max_new=limit, pick=pick, cancel=request.cancel,
@@ -302,6 +305,23 @@ def _model_path(spec: str | Path) -> Path:
         return path
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     return resolve(str(spec), offline=offline).path
+
+
+def _banning(pick: Any, banned: frozenset[int], tokenizer: Any) -> Any:
+    """`pick` that refuses `banned` ids until a non-whitespace token has been picked."""
+    ids = list(banned)
+    state = {"seen": False}
+
+    def banning_pick(logits: Any) -> int:
+        if not state["seen"]:
+            logits = logits.clone()
+            logits[..., ids] = float("-inf")
+        token = pick(logits)
+        if not state["seen"] and tokenizer.decode_bytes([token]).strip():
+            state["seen"] = True
+        return token
+
+    return banning_pick
 
 
 def _sampler(temperature: float) -> Any:

@@ -59,6 +59,9 @@ DATA_DIR = Path(os.environ.get("GHOSTFILL_DATA_DIR", ROOT.parent / "shared" / "d
 DEFAULT_DATA = DATA_DIR / "HumanEval-SingleLineInfilling.jsonl.gz"
 SCHEMA = "ghostfill.bench.humaneval/1"
 RAW, PIPELINE, ABLATION = "raw", "pipeline", "pipeline-no-"
+#: The pipeline without further tries after the filters reject an answer
+#: (`completion.alternatives = 0`): generates again, unlike the filter ablations.
+ONE_TRY = "pipeline-one-try"
 SINGLE_MAX_TOKENS, MULTI_MAX_TOKENS = 64, 128
 PASS_MARK = "__ghostfill_check_passed__"
 CHUNK = 10  # tasks per turn of each configuration (see generate_all)
@@ -73,7 +76,7 @@ def default_results_dir() -> Path:
 
 
 def all_configs() -> list[str]:
-    return [RAW, PIPELINE, *(ABLATION + name for name, _ in FILTERS)]
+    return [RAW, PIPELINE, ONE_TRY, *(ABLATION + name for name, _ in FILTERS)]
 
 
 def parse_configs(spec: str) -> list[str]:
@@ -81,7 +84,7 @@ def parse_configs(spec: str) -> list[str]:
     known = all_configs()
     chosen: list[str] = []
     for word in (w.strip() for w in spec.split(",")):
-        names = {"all": known, "ablations": known[2:]}.get(word, [word] if word else [])
+        names = {"all": known, "ablations": known[3:]}.get(word, [word] if word else [])
         for name in names:
             if name not in known:
                 raise GhostfillError(f"unknown configuration '{name}' (known: "
@@ -325,6 +328,9 @@ def _generate_chunks(engine: Any, tasks: list[Task], options: Options, log: Log,
         passes.append((RAW, frozenset()))
     if PIPELINE in options.configs or derived:
         passes.append((PIPELINE, frozenset()))
+    if ONE_TRY in options.configs:
+        passes.append((ONE_TRY, frozenset()))
+    one_try = engine.with_config(engine.config.updated({"completion": {"alternatives": 0}}))
     if options.ablation_mode == "rerun":
         passes += [(c, frozenset({c.removeprefix(ABLATION)})) for c in ablations]
     started = time.monotonic()
@@ -338,8 +344,9 @@ def _generate_chunks(engine: Any, tasks: list[Task], options: Options, log: Log,
                 if config == RAW:
                     attempts = {"": run_raw(engine, task, options)}
                 else:
-                    attempts = run_pipeline(engine, task, options, derived
-                                            if config == PIPELINE else [], disabled)
+                    attempts = run_pipeline(one_try if config == ONE_TRY else engine, task,
+                                            options, derived if config == PIPELINE else [],
+                                            disabled)
                 for key, attempt in attempts.items():
                     name = config if not key else ABLATION + key
                     if name in results:

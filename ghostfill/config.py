@@ -89,6 +89,9 @@ class CompletionConfig:
     #: Budget when the user asked explicitly (invoked trigger, FIM command): they wait for it.
     invoked_budget_ms: int = 30000
     multiline: Multiline = "auto"
+    #: Further tries when the filters reject an answer, each with the rejected first tokens
+    #: banned (within the latency budget; token-prompt backends only).
+    alternatives: int = 2
     temperature: float = 0.0
     #: Language ids for which completion is off (e.g. ["markdown", "plaintext"]).
     disabled_languages: tuple[str, ...] = ()
@@ -147,6 +150,7 @@ class Config:
             (self.completion.latency_budget_ms > 0, "completion.latency_budget_ms must be > 0"),
             (self.completion.invoked_budget_ms > 0, "completion.invoked_budget_ms must be > 0"),
             (self.completion.temperature >= 0, "completion.temperature must be >= 0"),
+            (0 <= self.completion.alternatives <= 8, "completion.alternatives must be 0..8"),
             (self.server.debounce_ms >= 0, "server.debounce_ms must be >= 0"),
             (self.server.cache_size >= 0, "server.cache_size must be >= 0"),
             (

@@ -280,6 +280,42 @@ class CompletionEngine:
             deadline = created + self.config.completion.latency_budget_ms / 1000.0
         head = decode(self.tokenizer, resumed) if resumed else ""
         stopper = replace(prepared.stopper, generated=head) if head else prepared.stopper
+        # When the filters throw an answer away (a block header nothing can fill, a line that
+        # only repeats the suffix…), the model's next choice may be the right one: try again
+        # with the rejected answers' first non-whitespace tokens banned, while time remains.
+        # Only on backends that honour `banned_first` (token prompts).
+        retries = self.config.completion.alternatives \
+            if getattr(self.backend, "resumable", False) and not resumed else 0
+        banned: set[int] = set()
+        attempts = 0
+        while True:
+            attempts += 1
+            result = self._attempt(prepared, resumed, head, stopper, frozenset(banned),
+                                   cancel=cancel, deadline=deadline, created=created,
+                                   on_text=on_text, disabled_filters=disabled_filters)
+            first = next((t for t in result.tokens[len(resumed):]
+                          if self.tokenizer.decode_bytes([t]).strip()), None)
+            if (result.text or attempts > retries or first is None
+                    or result.stop_reason not in ("stop_rule", "stop_token", "max_tokens")
+                    or time.monotonic() >= deadline):
+                result.extra["attempts"] = attempts
+                return result
+            banned.add(first)
+
+    def _attempt(
+        self,
+        prepared: Prepared,
+        resumed: list[int],
+        head: str,
+        stopper: LineStopper,
+        banned: frozenset[int],
+        *,
+        cancel: CancelToken | None,
+        deadline: float,
+        created: float,
+        on_text: Callable[[str], None] | None,
+        disabled_filters: frozenset[str],
+    ) -> CompletionResult:
         request = GenerationRequest(
             tokens=prepared.prompt.tokens + resumed,
             max_tokens=max(1, self.config.completion.max_tokens - len(resumed)),
@@ -297,6 +333,7 @@ class CompletionEngine:
                 stop=prepared.prompt.template.control_tokens,
                 n_indent=prepared.stopper.block_indent if prepared.stopper.multiline else None,
             ),
+            banned_first=banned,
         )
         generation: Generation = self.backend.generate(request)
         text = head + generation.text

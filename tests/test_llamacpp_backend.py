@@ -193,3 +193,15 @@ def test_a_window_that_moved_down_is_shifted_in_the_cache_not_reread(gemma_backe
     fresh = gemma_backend.generate(GenerationRequest(head + tok.encode(moved + "x"),
                                                      max_tokens=2))
     assert fresh.timings.shifted_tokens == 0 and fresh.timings.evaluated_tokens > 600
+
+
+def test_banned_first_changes_the_first_word_not_the_indentation(gemma_backend):
+    tok = gemma_backend.tokenizer
+    tokens = prompt(gemma_backend, "def area(width, height):\n    if width < 0:\n")
+    plain = gemma_backend.generate(GenerationRequest(tokens, max_tokens=6))
+    content = [t for t in plain.tokens if tok.decode_bytes([t]).strip()]
+    assert content, plain.text
+    other = gemma_backend.generate(GenerationRequest(tokens, max_tokens=6,
+                                                     banned_first=frozenset({content[0]})))
+    other_content = [t for t in other.tokens if tok.decode_bytes([t]).strip()]
+    assert other_content and other_content[0] != content[0]

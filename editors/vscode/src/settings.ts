@@ -25,6 +25,7 @@ export const SERVER_SETTINGS: readonly string[] = [
   'completion.latencyBudgetMs',
   'completion.invokedBudgetMs',
   'completion.multiline',
+  'completion.alternatives',
   'completion.temperature',
   'completion.disabledLanguages',
   'context.prefixShare',
