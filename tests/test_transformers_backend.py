@@ -639,3 +639,24 @@ def test_draft_length_follows_acceptance_and_cost() -> None:
     assert wary.k == 0
     probes = [wary.next_k() for _ in range(16)]
     assert probes.count(1) == 2 and probes.count(0) == 14  # still probing now and then
+
+
+def test_banned_first_word_gives_the_next_choice_exactly(env: Env,
+                                                          backend: TransformersBackend) -> None:
+    """Banning the first non-whitespace token: the rest is greedy from the model's next
+    choice, drafts off (every token goes through the banning pick)."""
+    rng = random.Random(7)
+    prompt = random_prompt(rng)
+    plain = generate(backend, prompt, max_tokens=8)
+    word = next(t for t in plain.tokens if backend.tokenizer.decode_bytes([t]).strip())
+    lead = plain.tokens[: plain.tokens.index(word)]  # whitespace tokens before it
+    other = generate(backend, prompt, max_tokens=8, banned_first=frozenset({word}))
+    assert other.tokens[: len(lead)] == lead
+    logits = fresh_logits(env.target, prompt + lead).clone()
+    logits[word] = float("-inf")
+    expected = int(logits.argmax())
+    assert other.tokens[len(lead)] == expected != word
+    rest = reference_greedy(env.target, prompt + other.tokens[: len(lead) + 1],
+                            8 - len(lead) - 1)
+    assert other.tokens[len(lead) + 1 :] == rest
+    assert other.timings.drafted_tokens == 0
