@@ -61,11 +61,13 @@ class SuggestionCache:
         hit = self._entries.get(cache_key(prefix, suffix, multiline))
         return hit.text if hit is not None else None
 
-    def type_through(self, prefix: str, suffix: str, multiline: bool,
+    def type_through(self, prefix: str, suffix: str,
                      shown: Suggestion | None) -> str | None:
-        """The rest of `shown` if the user has typed a prefix of it since it was shown."""
-        # `multiline` is not compared: typing into a block suggestion makes the cursor line
-        # non-empty, which flips the single/multi-line decision, yet the rest still applies.
+        """The rest of `shown` if the user has typed a prefix of it since it was shown.
+
+        The single/multi-line decision plays no part: typing into a block suggestion makes
+        the cursor line non-empty, which flips that decision, yet the rest still applies (so
+        the server checks this before it parses anything)."""
         if shown is None or not self.enabled:
             return None
         if not suffix.startswith(shown.suffix_head[: KEY_SUFFIX_CHARS // 4]):

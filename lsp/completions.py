@@ -111,17 +111,18 @@ class CompletionService:
         syntax = doc.syntax if text is None else None
         prefix, suffix = source_text[:offset], source_text[offset:]
         if text is None:
+            # Type-through first: most keystrokes end here, before any parsing.
+            shown = self._shown.get(doc.uri)
+            rest = self.cache.type_through(prefix, suffix, shown)
+            if rest is not None and shown is not None:
+                self.stats.add(type_through=1)
+                return self._shown_now(doc.uri, prefix, suffix, shown.multiline, rest,
+                                       "type_through", created, partial=shown.partial)
             doc.syntax.refresh(engine.config.context.parse_budget_ms)
         scope = cursor_scope(doc.syntax, offset) if text is None else None
         multiline = engine.multiline_at(scope) if scope is not None else None
 
         if multiline is not None:
-            shown = self._shown.get(doc.uri)
-            rest = self.cache.type_through(prefix, suffix, multiline, shown)
-            if rest is not None and shown is not None:
-                self.stats.add(type_through=1)
-                return self._shown_now(doc.uri, prefix, suffix, shown.multiline, rest,
-                                       "type_through", created, partial=shown.partial)
             hit = self.cache.get(prefix, suffix, multiline)
             if hit is not None:
                 key = cache_key(prefix, suffix, multiline)
