@@ -330,7 +330,8 @@ def _generate_chunks(engine: Any, tasks: list[Task], options: Options, log: Log,
         passes.append((PIPELINE, frozenset()))
     if ONE_TRY in options.configs:
         passes.append((ONE_TRY, frozenset()))
-    one_try = engine.with_config(engine.config.updated({"completion": {"alternatives": 0}}))
+    one_try = engine.with_config(engine.config.updated({"completion": {"alternatives": 0}})) \
+        if ONE_TRY in options.configs else engine
     if options.ablation_mode == "rerun":
         passes += [(c, frozenset({c.removeprefix(ABLATION)})) for c in ablations]
     started = time.monotonic()
