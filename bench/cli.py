@@ -32,6 +32,7 @@ PASSTHROUGH = [
     ("latency", "latency", "typing replay: keystroke -> ghost text, LSP and engine"),
     ("context", "context_speed", "context assembly per keystroke on a 10,000-line file"),
     ("fim-order", "fim_order", "PSM vs SPM: prompt tokens each keystroke re-evaluates"),
+    ("kv-shift", "kv_shift", "moved window: KV shift against re-reading"),
     ("soak", "soak", "thousands of requests with cancellations over stdio"),
     ("speculative", "speculative", "speculative decoding speed (transformers backend)"),
     ("remote-load", "remote_load", "several LSP sessions sharing one serving engine"),
