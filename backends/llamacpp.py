@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -63,6 +63,13 @@ def prompt_lookup(history: list[int], max_draft: int, ngram_max: int = 3,
                     return [int(t) for t in follow]
     return []
 
+
+
+class _Prefill(NamedTuple):
+    reused: int  # cached tokens kept (shifted ones included)
+    evaluated: int
+    finished: bool  # False: cancel or deadline came first
+    shifted: int  # of `reused`, those kept by shifting a moved window
 
 #: A moved window is shifted in the cache when its first SHIFT_PROBE tokens are found there
 #: and at least SHIFT_MIN_TOKENS in a row match (smaller moves are cheaper to re-read).
@@ -124,7 +131,6 @@ class LlamaCppBackend:
         self._cached: list[int] = []
         #: Shift cached keys/values when the window start moves (see `_shift_window`).
         self.kv_shift = kv_shift
-        self.last_shifted = 0
         self._shift_ok: bool | None = None
 
     @staticmethod
@@ -170,15 +176,14 @@ class LlamaCppBackend:
         return self._logits_at(-1)
 
     def _prefill(self, tokens: list[int], cancel: CancelToken | None,
-                 deadline: float | None) -> tuple[int, int, bool]:
-        """Bring the cache to `tokens`; returns (reused, evaluated, finished).
+                 deadline: float | None) -> _Prefill:
+        """Bring the cache to `tokens`.
 
         Chunks already evaluated stay in the cache when a cancel or deadline interrupts, so
         the next keystroke continues where this one stopped instead of starting over.
         """
         shifted = self._shift_window(tokens) if self.kv_reuse and self.kv_shift else 0
         reused = _common_prefix(self._cached, tokens) if self.kv_reuse else 0
-        self.last_shifted = shifted
         if reused == len(tokens):
             reused -= 1  # the last token must be evaluated again to get its logits
         self._truncate_cache(reused)
@@ -186,14 +191,14 @@ class LlamaCppBackend:
         pos = reused
         while pos < len(tokens):
             if cancel is not None and cancel.cancelled:
-                return reused, evaluated, False
+                return _Prefill(reused, evaluated, False, shifted)
             if deadline is not None and time.monotonic() >= deadline:
-                return reused, evaluated, False
+                return _Prefill(reused, evaluated, False, shifted)
             chunk = tokens[pos : pos + self.batch_size]
             self._decode(chunk)
             pos += len(chunk)
             evaluated += len(chunk)
-        return reused, evaluated, True
+        return _Prefill(reused, evaluated, True, shifted)
 
     def _shift_window(self, tokens: list[int]) -> int:
         """When the window start moved down, drop the cut lines from the cache and shift the
@@ -240,8 +245,7 @@ class LlamaCppBackend:
         if not tokens:
             return 0
         with self._lock:
-            _, evaluated, _ = self._prefill(tokens, cancel, None)
-            return evaluated
+            return self._prefill(tokens, cancel, None).evaluated
 
     def generate(self, request: GenerationRequest) -> Generation:
         timings = Timings(prompt_tokens=len(request.tokens))
@@ -251,14 +255,12 @@ class LlamaCppBackend:
             timings.queued_ms = (start - request.created) * 1000
             if request.cancel.cancelled:
                 return Generation("", [], "cancelled", timings)
-            reused, evaluated, finished = self._prefill(
-                request.tokens, request.cancel, request.deadline
-            )
-            timings.reused_tokens, timings.evaluated_tokens = reused, evaluated
-            timings.shifted_tokens = self.last_shifted
+            done = self._prefill(request.tokens, request.cancel, request.deadline)
+            timings.reused_tokens, timings.evaluated_tokens = done.reused, done.evaluated
+            timings.shifted_tokens = done.shifted
             after_prompt = time.monotonic()
             timings.prompt_ms = (after_prompt - start) * 1000
-            if not finished:
+            if not done.finished:
                 reason = "cancelled" if request.cancel.cancelled else "deadline"
                 timings.total_ms = (after_prompt - request.created) * 1000
                 return Generation("", [], reason, timings)

@@ -350,7 +350,7 @@ class SyntaxDocument:
     the rest of the file); `refresh(budget_ms)` gives up at the budget and leaves the edited
     tree in place. Its node positions are still right (tree-sitter shifts them on `Tree.edit`);
     only the structure inside the edited lines is old. The server completes the parse when the
-    buffer goes idle. `version` counts edits so derived data can be cached per version.
+    buffer goes idle. `version` counts edits (a give-up is remembered per version).
     """
 
     def __init__(self, text: str, grammar: str | None, budget_ms: float | None = None) -> None:
@@ -375,7 +375,6 @@ class SyntaxDocument:
             if self._tree is None:
                 self._pending = _PendingParse(self._bytes, None, [])
                 self._dirty = True
-        self._cache: dict[str, tuple[int, object]] = {}
         # Boundary lines, shifted on every edit; `_dirty_rows` are the spans still to query.
         self._boundaries: list[int] | None = None
         self._dirty_rows: list[tuple[int, int]] = []
@@ -545,16 +544,8 @@ class SyntaxDocument:
         twin._parser = get_parser(self.grammar) if self.grammar else None  # type: ignore[arg-type]
         twin._tree = self._tree.copy() if self._tree is not None else None
         twin._pending = None  # a halted parse lives in our parser; the twin starts its own
-        twin._cache = dict(self._cache)
         # Lists are replaced, never changed in place, so the twin may share them.
         return twin
-
-    def _cached(self, key: str) -> object | None:
-        hit = self._cache.get(key)
-        return hit[1] if hit is not None and hit[0] == self.version else None
-
-    def _remember(self, key: str, value: object) -> None:
-        self._cache[key] = (self.version, value)
 
     def line_count(self) -> int:
         return self._text.count("\n") + 1
@@ -588,11 +579,7 @@ def boundary_lines(doc: SyntaxDocument) -> list[int]:
     """
     tree = doc.tree
     if tree is None or doc.grammar is None:
-        hit = doc._cached("boundaries")
-        if hit is None:
-            hit = list(range(doc.line_count()))
-            doc._remember("boundaries", hit)
-        return hit  # type: ignore[return-value]
+        return list(range(doc.line_count()))
     if doc._boundaries is None:
         rows = _syntax_boundaries(tree, doc.grammar)
         if doc.fresh:
