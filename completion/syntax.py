@@ -408,8 +408,13 @@ class SyntaxDocument:
         a halted parse when given the same input again, so the next call continues parsing
         that version's text (kept in `_pending`) and then catches up with the edits made since.
         Each call thus adds progress, and a burst of expensive edits costs each request at
-        most the budget. After a budgeted call gave up, `tree` does not retry at that version
-        (the caller chose the budget; the stale tree is the answer until the next call).
+        most the budget. A resumed parse of text without syntax errors gives the tree an
+        uninterrupted parse gives; with errors, tree-sitter's error recovery may choose
+        differently after a halt (a few percent of halts in a random check while writing
+        this), a different but equally valid reading of broken code
+        (tests/test_parse_budget.py states both). After a budgeted call gave up,
+        `tree` does not retry at that version (the caller chose the budget; the stale tree is
+        the answer until the next call).
         """
         if not self._dirty or self._parser is None:
             return True
