@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import math
 import os
@@ -153,6 +154,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server on this machine (a literal loopback address)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from ghostfill.lsp.server import serve
 
@@ -162,6 +173,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token = os.environ.get(args.token_env)
         if not token:
             raise GhostfillError(f"--token-env {args.token_env}: the variable is not set")
+    if args.tcp is not None and token is None and not is_loopback(args.host):
+        # The server answers ghostfill/document (open buffers) and reads workspace files.
+        raise GhostfillError(
+            f"--host {args.host}: refusing to listen off loopback without a token; anyone who "
+            "can reach this port could read the code in your open buffers. Add --token-env VAR "
+            "(clients send $VAR as initializationOptions.authToken; use TLS or an SSH tunnel "
+            "on untrusted networks), or keep the default --host 127.0.0.1"
+        )
     if args.tcp is not None and not 0 < args.tcp < 65536:
         raise GhostfillError(f"--tcp {args.tcp}: not a port number")
     serve(config, tcp_port=args.tcp, host=args.host, token=token)
@@ -187,7 +206,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the language server (stdio unless --tcp)")
     p.add_argument("--tcp", type=int, metavar="PORT", help="listen on TCP instead of stdio")
     p.add_argument("--host", default="127.0.0.1",
-                   help="TCP address to bind (default 127.0.0.1; anything else is exposed)")
+                   help="TCP address to bind (default 127.0.0.1; any other needs --token-env)")
     p.add_argument("--token-env", metavar="VAR",
                    help="require TCP clients to send the token in $VAR as "
                         "initializationOptions.authToken")

@@ -113,3 +113,48 @@ def test_token_env_must_be_set():
                          env={k: v for k, v in os.environ.items()
                               if k != "GHOSTFILL_NOT_SET_ANYWHERE"})
     assert out.returncode != 0 and "GHOSTFILL_NOT_SET_ANYWHERE" in out.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "example.invalid"])
+def test_no_listener_off_loopback_without_a_token(host):
+    """The server answers ghostfill/document (open buffers) and reads workspace files: off
+    loopback it needs a token, or it does not start at all."""
+    port = free_port()
+    out = subprocess.run([sys.executable, "-m", "ghostfill", "serve", "--tcp", str(port),
+                          "--host", host], capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert f"--host {host}: refusing to listen off loopback without a token" in out.stderr
+    assert "--token-env" in out.stderr and "Traceback" not in out.stderr
+    assert not listening_addresses(port)
+
+
+def test_off_loopback_with_a_token_is_served_and_checks_it():
+    port = free_port()
+    env = {**os.environ, "GHOSTFILL_TEST_TOKEN": "s3cret"}
+    proc = subprocess.Popen([sys.executable, "-m", "ghostfill", "serve", "--tcp", str(port),
+                             "--host", "0.0.0.0", "--token-env", "GHOSTFILL_TEST_TOKEN"],
+                            env=env, stderr=subprocess.PIPE)
+    try:
+        wait_listening(port)
+        assert listening_addresses(port) == {"00000000"}  # every interface, as asked
+
+        async def scenario() -> None:
+            client, result = await _initialize(port, None)
+            assert isinstance(result, JsonRpcException) and "authToken" in str(result)
+            await client.stop()
+
+        asyncio.run(scenario())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True),
+    ("localhost", True), ("0.0.0.0", False), ("::", False), ("10.0.0.1", False),
+    ("my-laptop", False),
+])
+def test_is_loopback(host, loopback):
+    from ghostfill.cli import is_loopback
+
+    assert is_loopback(host) is loopback
