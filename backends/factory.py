@@ -37,6 +37,7 @@ def create_backend(config: Config) -> Backend:
             draft_tokens=8 if mc.speculative == "prompt-lookup" else 0,
             kv_reuse=mc.kv_reuse,
             kv_shift=mc.kv_shift,
+            extra_buffer_types=mc.extra_buffer_types,
         )
     if kind == "transformers":
         if model.kind != "hf":

@@ -13,6 +13,8 @@ import ctypes
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,6 +27,7 @@ from ghostfill.backends.base import (
     Timings,
     check_prompt,
 )
+from ghostfill.backends.cpu_features import choose_extra_buffer_types, ggml_features
 from ghostfill.completion.tokenizer import LlamaCppTokenizer, StreamDecoder, route_llama_logs
 from ghostfill.errors import BackendError, ModelLoadError
 from ghostfill.models import check_gguf
@@ -65,6 +68,34 @@ def prompt_lookup(history: list[int], max_draft: int, ngram_max: int = 3,
 
 
 
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _model_params(llama_cpp: Any, **fields: object) -> Iterator[None]:
+    """Load with model parameters that `Llama()` has no argument for (`use_extra_bufts`).
+
+    `Llama.__init__` builds its `llama_model_params` from `llama_model_default_params()` and
+    loads the model before returning, so the only way in is to hand it defaults with our
+    fields set; written by hand because llama-cpp-python offers no hook (0.3.x).
+    """
+    module = llama_cpp.llama_cpp
+    original = module.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        for name, value in fields.items():
+            setattr(params, name, value)
+        return params
+
+    with _PARAMS_LOCK:
+        module.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = original
+
+
 class _Prefill(NamedTuple):
     reused: int  # cached tokens kept (shifted ones included)
     evaluated: int
@@ -95,6 +126,7 @@ class LlamaCppBackend:
         ngram_max: int = 3,
         kv_reuse: bool = True,
         kv_shift: bool = True,
+        extra_buffer_types: bool | None = None,
     ) -> None:
         path = Path(model_path)
         check_gguf(path)
@@ -107,19 +139,24 @@ class LlamaCppBackend:
         route_llama_logs(llama_cpp)
         n_threads = threads or max(1, os.cpu_count() or 1)
         n_ctx = context_length or 2048
+        #: Whether weights may go to llama.cpp's extra buffer types (see cpu_features).
+        self.extra_buffers = choose_extra_buffer_types(extra_buffer_types,
+                                                       ggml=ggml_features(llama_cpp))
+        extra = self.extra_buffers.enabled
         try:
-            self._llm = self._load(llama_cpp, path, n_ctx, n_threads, batch_size)
+            self._llm = self._load(llama_cpp, path, n_ctx, n_threads, batch_size, extra)
             n_ctx_train = self._llm._model.n_ctx_train()
             if 0 < n_ctx_train < n_ctx:  # never ask for more than the model was trained on
                 self._llm.close()
                 n_ctx = n_ctx_train
-                self._llm = self._load(llama_cpp, path, n_ctx, n_threads, batch_size)
+                self._llm = self._load(llama_cpp, path, n_ctx, n_threads, batch_size, extra)
         except (ValueError, RuntimeError, OSError) as e:
             raise ModelLoadError(f"cannot load {path.name}: {str(e).splitlines()[0]}") from e
         self.model_name = model_name or path.name
         self.model_path = path
         self.context_length = n_ctx
         self.batch_size = batch_size
+        self.threads = n_threads
         #: Prompt-lookup draft length (0 disables drafts) and the longest n-gram matched.
         self.draft_tokens = draft_tokens
         self.kv_reuse = kv_reuse
@@ -134,19 +171,36 @@ class LlamaCppBackend:
         self._shift_ok: bool | None = None
 
     @staticmethod
-    def _load(llama_cpp: Any, path: Path, n_ctx: int, n_threads: int, batch_size: int) -> Any:
-        return llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_batch=batch_size,
-            n_ubatch=batch_size,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            logits_all=False,
-            # Measured on 2 cores with the embedded model: 16 ms/token instead of 22.
-            flash_attn=True,
-            verbose=False,
-        )
+    def _load(llama_cpp: Any, path: Path, n_ctx: int, n_threads: int, batch_size: int,
+              extra_buffer_types: bool = True) -> Any:
+        with _model_params(llama_cpp, use_extra_bufts=extra_buffer_types):
+            return llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=batch_size,
+                n_ubatch=batch_size,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                logits_all=False,
+                # Measured on 2 cores with the embedded model: 16 ms/token instead of 22.
+                flash_attn=True,
+                verbose=False,
+            )
+
+    def options(self) -> dict[str, object]:
+        """The llama.cpp options this model runs with (logged at load; `ghostfill doctor`)."""
+        params = self._llm.model_params
+        return {
+            "n_ctx": self.context_length,
+            "n_threads": self.threads,
+            "n_batch": self.batch_size,
+            "flash_attn": True,
+            "use_extra_bufts": bool(params.use_extra_bufts),
+            "extra_buffer_types": self.extra_buffers.reason,
+            "kv_reuse": self.kv_reuse,
+            "kv_shift": self.kv_shift,
+            "draft_tokens": self.draft_tokens,
+        }
 
     # -- cache management -------------------------------------------------------------
     def _truncate_cache(self, keep: int) -> None:

@@ -164,6 +164,28 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to any interface
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ghostfill.doctor import doctor, format_report
+
+    report = doctor(build_config(args), probe=not args.no_probe, timeout_s=args.timeout)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(format_report(report))
+    probe = report.get("probe")
+    return 0 if report["model"]["available"] and (probe is None or probe["ok"]) else 1
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the server on this machine (a literal loopback address)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from ghostfill.lsp.server import serve
 
@@ -232,6 +254,16 @@ def make_parser() -> argparse.ArgumentParser:
     from ghostfill.bench.cli import add_bench_parser
 
     add_bench_parser(sub)
+
+    p = sub.add_parser("doctor", help="check this machine: CPU, llama.cpp options, model, and "
+                                      "one load + decode in a child process")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-probe", action="store_true", dest="no_probe",
+                   help="report only; do not load the model")
+    p.add_argument("--timeout", type=float, default=300.0,
+                   help="seconds the load + decode may take (default 300)")
+    model_options(p)
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("models", help="list model presets and whether they work offline")
     p.add_argument("--json", action="store_true")

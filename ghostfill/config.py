@@ -46,6 +46,9 @@ class ModelConfig:
     #: When the window start moves, shift the cached keys/values instead of re-reading the
     #: window (llama.cpp backend; an approximation, like llama-server's context shift).
     kv_shift: bool = True
+    #: llama.cpp's extra buffer types (repacked weights; the AMX kernel on Intel Xeons).
+    #: None ("auto"): off where the CPU has AMX, whose kernel crashes (llama.cpp #20824).
+    extra_buffer_types: bool | None = None
     #: Run code shipped with a model repository. Off unless the user opts in.
     trust_remote_code: bool = False
     #: Never touch the network, even for models that are not cached yet.

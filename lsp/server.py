@@ -9,9 +9,12 @@ within a token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import faulthandler
 import hmac
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -25,6 +28,7 @@ from pygls.lsp.server import LanguageServer
 from ghostfill import __version__
 from ghostfill.completion.definitions import fs_path
 from ghostfill.config import Config
+from ghostfill.crash_guard import CrashGuard, describe_crash
 from ghostfill.errors import GhostfillError, InvalidPosition
 from ghostfill.lsp.cache import SuggestionCache
 from ghostfill.lsp.completions import CompletionService
@@ -64,6 +68,7 @@ class GhostfillServer(LanguageServer):
         self.state = "loading"
         self._engine_ready = threading.Event()
         self._model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ghostfill-model")
+        self.crash_guard = CrashGuard()
         self.stats = Stats()
         #: Required from TCP clients as initializationOptions.authToken (None: no check).
         self.auth_token: str | None = None
@@ -128,14 +133,16 @@ class GhostfillServer(LanguageServer):
         except Exception:  # a client without progress support
             progress = False
         try:
-            engine = CompletionEngine.load(self.config)
+            self._recover_from_crash()
+            engine = self._load_guarded(CompletionEngine)
             old, self.engine = self.engine, engine
             if old is not None:
                 self._model_pool.submit(old.backend.close)
             self.load_error, self.state = None, "ready"
             self.service.cache.clear()
+            options = engine.backend.options() if hasattr(engine.backend, "options") else {}
             self.log(f"ghostfill: loaded {engine.backend.model_name} ({engine.template.name}) "
-                     f"in {time.monotonic() - started:.1f}s")
+                     f"in {time.monotonic() - started:.1f}s; options: {options}")
         except GhostfillError as e:
             self.load_error, self.state = e, "error"
             self.show_error(str(e))
@@ -150,6 +157,44 @@ class GhostfillServer(LanguageServer):
         if self.engine is not None and self.config.server.warm_on_open:
             for doc in list(self.documents.values()):
                 self.warm(doc)
+
+    def _recover_from_crash(self) -> None:
+        """A server that died in native code (see `CrashGuard`) is reported once, and this
+        one loads with extra buffer types off unless the user chose them explicitly."""
+        crashes = self.crash_guard.crashed()
+        if not crashes:
+            return
+        message = describe_crash(crashes[-1])
+        if self.config.model.extra_buffer_types is None:
+            self.config = self.config.updated({"model": {"extra_buffer_types": False}})
+            message += ". This server runs with llama.cpp's extra buffer types off"
+        else:
+            message += (f". model.extraBufferTypes is {self.config.model.extra_buffer_types}; "
+                        "if this repeats, try it the other way")
+        message += ". `ghostfill doctor` checks this machine in a child process"
+        log.warning("%s", message)
+        self.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning,
+                                                         message=f"ghostfill: {message}"))
+
+    def _load_guarded(self, engine_cls: Any) -> Any:
+        """Load and decode a few tokens with a crash marker armed, so that a native crash in
+        either is known to the next server (the first decode is where llama.cpp's AMX kernel
+        faults)."""
+        mc = self.config.model
+        if mc.backend in ("openai", "infill"):  # no native model code in this process
+            return engine_cls.load(self.config)
+        guard = self.crash_guard
+        guard.arm("loading the model", {"model": mc.name, "options": {
+            "extra_buffer_types": "auto" if mc.extra_buffer_types is None
+            else mc.extra_buffer_types}})
+        engine = engine_cls.load(self.config)
+        options = engine.backend.options() if hasattr(engine.backend, "options") else {}
+        log.info("llama.cpp options: %s", options)
+        guard.arm("decoding its first tokens", {"model": engine.backend.model_name,
+                                                 "options": options})
+        engine.backend.warm(engine.tokenizer.encode("def main():\n    return 0\n"))
+        guard.disarm()
+        return engine
 
     async def wait_engine(self) -> Any:
         if not self._engine_ready.is_set():
@@ -575,15 +620,33 @@ def stats_request(ls: GhostfillServer, params: Any = None) -> dict[str, Any]:
         "state": ls.state,
         "error": str(ls.load_error) if ls.load_error else None,
         "position_encoding": ls.encoding,
+        #: How the model runs here (llama.cpp: threads, extra buffer types and why).
+        "options": engine.backend.options()
+        if engine and hasattr(engine.backend, "options") else {},
     }
     info.update(ls.stats.snapshot())
     return info
+
+
+def _disarm_on_sigterm(guard: CrashGuard) -> None:
+    """An editor that stops the server with SIGTERM during the load is no crash."""
+    def handler(signum: int, frame: Any) -> None:
+        guard.disarm()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    with contextlib.suppress(ValueError):  # not the main thread (tests serving in-process)
+        signal.signal(signal.SIGTERM, handler)
 
 
 def serve(config: Config, *, tcp_port: int | None = None, host: str = "127.0.0.1",
           token: str | None = None) -> None:
     level = os.environ.get("GHOSTFILL_LOG", "WARNING")
     logging.basicConfig(level=level, stream=sys.stderr)
+    # A native crash (llama.cpp, torch) still leaves the Python stack in the editor's server
+    # log; the crash guard tells the next server start what was running.
+    faulthandler.enable()
+    _disarm_on_sigterm(server.crash_guard)
     if level != "DEBUG":
         # pygls logs a traceback at ERROR for every undecodable message; we answer those with
         # InvalidParams instead. A client that floods bad input must not flood the editor's

@@ -87,6 +87,12 @@ case('pure_functions', function(_, data)
   config.set({ filetypes = { 'go' }, keymaps = { accept = '<C-y>' } })
   eq(config.options.filetypes, { 'go' }, 'filetypes replaced')
   eq(config.options.keymaps.accept_word, '<M-Right>', 'other keymaps kept')
+  -- An empty table is a list and a dictionary at once: for a dictionary it changes nothing.
+  eq(config.set({}), config.defaults, 'setup({}) keeps every default')
+  eq(config.set({ keymaps = {}, server_options = {} }).keymaps, config.defaults.keymaps,
+    'empty keymaps table keeps the default keys')
+  eq(config.set({ disabled_filetypes = {}, filetypes = {} }).filetypes, {},
+    'an empty list replaces a list')
   H.expect(not pcall(config.set, { debounce_ms = -1 }), 'negative debounce accepted')
   H.expect(not pcall(config.set, { keymaps = { acept = 'x' } }), 'unknown keymap accepted')
   config.options = saved

@@ -19,6 +19,7 @@ export const SERVER_SETTINGS: readonly string[] = [
   'model.threads',
   'model.kvReuse',
   'model.kvShift',
+  'model.extraBufferTypes',
   'model.trustRemoteCode',
   'model.offline',
   'completion.maxTokens',

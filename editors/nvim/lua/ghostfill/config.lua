@@ -52,10 +52,15 @@ M.options = vim.deepcopy(M.defaults)
 
 --- Lists replace the default list (a user's `filetypes = {"python"}` means only Python);
 --- dictionaries merge key by key. vim.tbl_deep_extend would merge lists index by index.
+--- An empty table is both a list and a dictionary to Lua (`vim.islist({})` is true): given for
+--- a dictionary (`setup({})`, `keymaps = {}`) it changes nothing; for a list it empties it.
+local function is_list(t)
+  return vim.islist(t) and next(t) ~= nil
+end
+
 local function merge(base, override)
-  local both_dicts = type(base) == 'table' and type(override) == 'table'
-    and not (vim.islist(base) and next(base) ~= nil) and not vim.islist(override)
-  if not both_dicts then
+  if type(base) ~= 'table' or type(override) ~= 'table' or is_list(base) or is_list(override)
+  then
     return vim.deepcopy(override)
   end
   local out = vim.deepcopy(base)
