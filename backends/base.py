@@ -58,8 +58,11 @@ class InfillParts:
     stop: tuple[str, ...] = ()
     #: Minimum indentation of generated lines (llama.cpp `n_indent`); None leaves it unset.
     n_indent: int | None = None
-    #: Text placed after the FIM middle marker (llama.cpp `prompt` on `/infill`).
+    #: The typed part of the cursor line (llama.cpp `prompt` on `/infill`, which the server
+    #: tokenizes on its own and places right after the prefix, whatever its README says).
     prompt: str = ""
+    #: The document the request is for (its path): a server with slots keeps one per document.
+    document: str | None = None
 
 
 @dataclass

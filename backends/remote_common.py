@@ -173,6 +173,15 @@ def _map_status(exc: _HTTPStatus, where: str, path: str, config: RemoteConfig) -
             down=True,
             status=status,
         )
+    if status == 501:
+        # llama-server: `/infill` on a model without FIM tokens, `/slots` or `/metrics` off.
+        hint = (": use a model with FIM tokens, or model.backend openai with model.template"
+                if path == "/infill" else "")
+        return RemoteError(
+            f"remote server {where} does not support {path} (HTTP 501): {detail}{hint}",
+            down=True,
+            status=status,
+        )
     if status == 429 or status >= 500:
         return RemoteError(
             f"remote server {where} failed (HTTP {status}): {detail}", down=True, status=status

@@ -3,17 +3,32 @@
 Here the server builds the FIM prompt from the model's own FIM tokens (GGUF metadata), so it
 receives the raw parts: `input_prefix`, `input_suffix` and cross-file chunks in `input_extra`
 (which the server lays out in the repo-level form when the vocabulary has `<file_sep>` and
-`<repo_name>`). Written against the documented API (tools/server/README.md, "POST /infill");
-the test suite runs it against a stand-in HTTP server, not a real llama-server.
+`<repo_name>`). Written against llama.cpp's tools/server (README.md "POST /infill",
+server-context.cpp); the test suite runs it against a real llama-server built from the llama.cpp
+that llama-cpp-python vendors (tests/test_llama_server.py), and against a stand-in for the
+error cases.
 
 What the engine offers for code completion is used: `cache_prompt` keeps the KV cache between
 keystrokes, `t_max_predict_ms` lets the server itself stop at the deadline after a newline, and
-`n_indent` makes it stop at a line indented less than the cursor's block.
+`n_indent` makes it stop at a line indented less than the cursor's block, and `id_slot` keeps
+each document in a slot of its own (once `probe` has read how many the server has), so that
+switching between two files does not throw away the other's cached prompt.
+
+What llama-server does with it (server-common.cpp `format_prompt_infill`): `[input_extra]
+<bos> <FIM_PRE> prefix prompt <FIM_SUF> suffix <FIM_MID>`, or with `--spm-infill` the suffix part
+first, which keeps the text being typed at the end of the prompt, so that a keystroke re-reads
+only its own tokens instead of the whole suffix. It keeps at most 3/4 of a batch (`-b`) of the
+prefix and 1/4 of the suffix, and cross-file chunks only in the part of a slot's context beyond
+one batch. A model without FIM tokens is refused (HTTP 501, "Infill is not supported by this
+model"); the `openai` backend with `model.template` serves such models.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from ghostfill.backends.base import GenerationRequest, StopReason
@@ -31,6 +46,29 @@ from ghostfill.errors import BackendError
 class InfillBackend(StreamingRemoteBackend):
     name = "infill"
     path = "/infill"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The server's slots (`total_slots` from `/props`); 0 until probed, and then no
+        #: `id_slot` is sent (the server picks a slot by prompt similarity).
+        self.slots = 0
+        self._slot_of: OrderedDict[str, int] = OrderedDict()
+        self._slot_lock = threading.Lock()
+
+    def slot_for(self, document: str | None) -> int | None:
+        """The slot `document` keeps; a new document takes the least recently used one."""
+        if not document or self.slots < 2:
+            return None
+        with self._slot_lock:
+            slot = self._slot_of.get(document)
+            if slot is None:
+                if len(self._slot_of) < self.slots:
+                    slot = len(self._slot_of)
+                else:
+                    _, slot = self._slot_of.popitem(last=False)
+                self._slot_of[document] = slot
+            self._slot_of.move_to_end(document)
+            return slot
 
     def build_body(self, request: GenerationRequest) -> dict[str, Any]:
         extras = extras_of(request)
@@ -56,7 +94,10 @@ class InfillBackend(StreamingRemoteBackend):
             body["stop"] = stop
         if extras.n_indent:
             body["n_indent"] = extras.n_indent
-        if request.deadline is not None:
+        slot = self.slot_for(extras.document)
+        if slot is not None:
+            body["id_slot"] = slot
+        if request.deadline is not None and math.isfinite(request.deadline):
             left_ms = (request.deadline - time.monotonic()) * 1000
             body["t_max_predict_ms"] = max(1, int(left_ms))
         return body
@@ -78,18 +119,23 @@ class InfillBackend(StreamingRemoteBackend):
         chunk.generated_tokens = count(obj.get("tokens_predicted"))
         if chunk.generated_tokens is None and timings:
             chunk.generated_tokens = count(timings.get("predicted_n"))
-        chunk.cached_tokens = count(obj.get("tokens_cached"))
-        if chunk.cached_tokens is None and timings:
-            chunk.cached_tokens = count(timings.get("cache_n"))
+        # `timings.cache_n` is the prompt tokens taken from the slot's cache; `tokens_cached`
+        # (older servers' only count) is every token in the slot, the answer's included.
+        chunk.cached_tokens = count(timings.get("cache_n")) if timings else None
+        if chunk.cached_tokens is None:
+            chunk.cached_tokens = count(obj.get("tokens_cached"))
         return chunk
 
     def probe(self) -> dict[str, Any]:
-        """Ask `/props`; adopt the slot's context size."""
+        """Ask `/props`; adopt the slot's context size and the number of slots."""
         info = self.get_json("/props")
         settings = info.get("default_generation_settings") if isinstance(info, dict) else None
         n_ctx = count(settings.get("n_ctx")) if isinstance(settings, dict) else None
         if n_ctx:
             self.context_length = n_ctx
+        slots = count(info.get("total_slots")) if isinstance(info, dict) else None
+        if slots and slots > 0:
+            self.slots = slots
         return info if isinstance(info, dict) else {"props": info}
 
 

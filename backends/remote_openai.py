@@ -112,18 +112,28 @@ class OpenAICompletionsBackend(StreamingRemoteBackend):
         return chunk
 
     def probe(self) -> dict[str, Any]:
-        """Ask `/v1/models`; adopt vLLM's `max_model_len` as the context length when given."""
+        """Ask `/v1/models`; adopt vLLM's `max_model_len` as the context length when given,
+        else llama-server's slot size from its `/props` (other engines have no such page)."""
         info = self.get_json("/v1/models")
         models = info.get("data") if isinstance(info, dict) else None
+        n_ctx = None
         for model in models or ():
             if not isinstance(model, dict):
                 continue
             if self.config.model and model.get("id") != self.config.model:
                 continue
             n_ctx = count(model.get("max_model_len"))
-            if n_ctx:
-                self.context_length = n_ctx
             break
+        if n_ctx is None:
+            try:
+                props = self.get_json("/props")
+            except RemoteError:
+                props = None
+            settings = props.get("default_generation_settings") if isinstance(props, dict) \
+                else None
+            n_ctx = count(settings.get("n_ctx")) if isinstance(settings, dict) else None
+        if n_ctx:
+            self.context_length = n_ctx
         return info if isinstance(info, dict) else {"data": info}
 
 

@@ -73,7 +73,15 @@ def build_config(args: argparse.Namespace) -> Config:
         overrides["completion"]["multiline"] = args.multiline
     if getattr(args, "offline", False):
         overrides["model"]["offline"] = True
-    return config.updated(overrides)
+    remote = {k: v for k in ("endpoint", "tokenizer") if (v := getattr(args, k, None))}
+    if remote:
+        overrides["remote"] = remote
+    config = config.updated(overrides)
+    if remote and config.model.backend not in ("openai", "infill"):
+        flags = " and ".join(f"--{k}" for k in remote)
+        raise ConfigError(f"{flags} are for a remote backend: add --backend infill (llama-server "
+                          "/infill) or --backend openai (/v1/completions)")
+    return config
 
 
 def _engine(config: Config):
@@ -154,16 +162,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def is_loopback(host: str) -> bool:
-    """Whether binding `host` keeps the server on this machine (a literal loopback address)."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
-
-
 def cmd_doctor(args: argparse.Namespace) -> int:
     from ghostfill.doctor import doctor, format_report
 
@@ -224,6 +222,11 @@ def make_parser() -> argparse.ArgumentParser:
         p.add_argument("--multiline", choices=["auto", "always", "never"])
         p.add_argument("--offline", action="store_true", help="never use the network")
         p.add_argument("--config", help="JSON file with settings (same keys as the LSP options)")
+        p.add_argument("--endpoint", metavar="URL",
+                       help="remote server for --backend infill/openai (remote.endpoint)")
+        p.add_argument("--tokenizer", metavar="GGUF",
+                       help="vocabulary GGUF of the served model: exact token counts and "
+                            "template detection (remote.tokenizer)")
 
     p = sub.add_parser("serve", help="run the language server (stdio unless --tcp)")
     p.add_argument("--tcp", type=int, metavar="PORT", help="listen on TCP instead of stdio")

@@ -6,6 +6,7 @@ what is measured is what the editor gets.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -38,9 +39,11 @@ from ghostfill.completion.syntax import (
 )
 from ghostfill.completion.tokenizer import decode
 from ghostfill.config import Config
-from ghostfill.errors import InvalidPosition
+from ghostfill.errors import BackendError, InvalidPosition
 from ghostfill.fim import FimTemplate, Prompt, render_prompt, select_template
 from ghostfill.fim.render import overhead_tokens
+
+log = logging.getLogger("ghostfill.engine")
 
 #: Filters skipped for a line cut short by the deadline: they judge finished statements.
 PARTIAL_LINE_SKIPS = frozenset({"syntax_validity", "dangling_block"})
@@ -56,6 +59,9 @@ class Prepared:
     filters: FilterContext
     grammar: str | None
     head: Head
+    #: Cross-file chunks in the prompt, and the document's path (for engines that take parts).
+    snippets: list[Snippet] = field(default_factory=list)
+    path: str = ""
 
 
 @dataclass
@@ -105,7 +111,15 @@ class CompletionEngine:
     def load(cls, config: Config) -> CompletionEngine:
         from ghostfill.backends.factory import create_backend
 
-        return cls(config, create_backend(config))
+        backend = create_backend(config)
+        if config.model.backend in ("openai", "infill"):
+            # Learn the server's context size (and slots) now; a server that is not up yet is
+            # no reason to fail here: generation reports it, once, when it is needed.
+            try:
+                backend.probe()  # type: ignore[attr-defined]
+            except BackendError as e:
+                log.warning("%s", e)
+        return cls(config, backend)
 
     @property
     def context_length(self) -> int:
@@ -223,7 +237,8 @@ class CompletionEngine:
             multiline=multiline,
             block_indent=scope.block_indent,
         )
-        return Prepared(window, prompt, stopper, filters, grammar, head)
+        return Prepared(window, prompt, stopper, filters, grammar, head,
+                        snippets=list(anchor.snippets), path=path)
 
     def multiline_at(self, scope: CursorScope) -> bool:
         """Configuration first ("always"/"never"), else what the syntax at the cursor says."""
@@ -316,6 +331,7 @@ class CompletionEngine:
         on_text: Callable[[str], None] | None,
         disabled_filters: frozenset[str],
     ) -> CompletionResult:
+        typed_from = prepared.window.prefix.rfind("\n") + 1
         request = GenerationRequest(
             tokens=prepared.prompt.tokens + resumed,
             max_tokens=max(1, self.config.completion.max_tokens - len(resumed)),
@@ -328,10 +344,16 @@ class CompletionEngine:
             temperature=self.config.completion.temperature,
             prompt_text=prepared.prompt.display(),
             infill=InfillParts(
-                prefix=prepared.window.prefix + head,
+                # The typed part of the cursor line goes apart, as llama.vim sends it: the
+                # server tokenizes it on its own, so the tokens before it stay the same while
+                # the line is typed.
+                prefix=prepared.head.text + prepared.window.prefix[:typed_from],
                 suffix=prepared.window.suffix,
+                extra=[{"filename": s.path, "text": s.text} for s in prepared.snippets],
                 stop=prepared.prompt.template.control_tokens,
                 n_indent=prepared.stopper.block_indent if prepared.stopper.multiline else None,
+                prompt=prepared.window.prefix[typed_from:] + head,
+                document=prepared.path or None,
             ),
             banned_first=banned,
         )

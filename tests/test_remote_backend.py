@@ -2,10 +2,10 @@
 
 The OpenAI-API tests start `python -m llama_cpp.server` on the embedded Gemma 3 270M model, with
 an API key, and exercise streaming, cancel, deadline, auth, a wrong endpoint, a server killed
-mid-answer and restarted, and a port with nothing behind it. llama-cpp-python has no `/infill`,
-so `InfillBackend` is checked against a small stdlib HTTP server that records the request and
-streams SSE the way llama.cpp's server documents it; it is NOT tested against a real llama-server.
-The same stand-in replays the stream shapes of vLLM, TGI, Ollama and llama.cpp's OpenAI route.
+mid-answer and restarted, and a port with nothing behind it. A small stdlib HTTP server that
+records each request checks the exact body `InfillBackend` sends and error shapes no real server
+produces on demand; the same stand-in replays the stream shapes of vLLM, TGI, Ollama and
+llama.cpp's OpenAI route. Both backends against a real llama-server: tests/test_llama_server.py.
 """
 
 from __future__ import annotations
