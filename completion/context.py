@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ghostfill.completion.tokenizer import Tokenizer
 
@@ -81,6 +81,16 @@ class WindowAnchor:
     #: Token cache for the stable part of the prefix (text up to the end of the previous line).
     stable_text: str = ""
     stable_ids: list[int] = field(default_factory=list)
+    #: Whose token ids `stable_ids` are (see `for_vocabulary`).
+    vocabulary: str = ""
+
+    def for_vocabulary(self, vocabulary: str) -> None:
+        """Forget everything when another model's tokenizer asks: token ids of one vocabulary
+        are garbage in another (a model switch kept the document's anchor)."""
+        if self.vocabulary != vocabulary:
+            fresh = WindowAnchor(vocabulary=vocabulary)
+            for f in fields(self):
+                setattr(self, f.name, getattr(fresh, f.name))
 
 
 def line_starts(text: str) -> list[int]:

@@ -106,6 +106,8 @@ class CompletionEngine:
             order = "spm" if "spm" in self.template.orders else self.template.orders[0]
         self.order = order if order in self.template.orders else self.template.orders[0]
         self.overhead = overhead_tokens(self.template, self.tokenizer)
+        #: Names the token ids this engine's prompts are made of (see `WindowAnchor`).
+        self.vocabulary = f"{backend.name}:{backend.model_name}:{self.tokenizer.name}"
 
     @classmethod
     def load(cls, config: Config) -> CompletionEngine:
@@ -153,6 +155,7 @@ class CompletionEngine:
             syntax = SyntaxDocument(text, grammar)
         if anchor is None:
             anchor = WindowAnchor()
+        anchor.for_vocabulary(self.vocabulary)
         cc, ctx = self.config.completion, self.config.context
         starts = starts if starts is not None else line_starts(text)
         path = path or ""

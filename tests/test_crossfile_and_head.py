@@ -63,3 +63,24 @@ def test_engine_puts_snippets_and_scope_headers_into_the_prompt(gemma_backend):
                            snippets=store)
     head_len = len(prepared.prompt.tokens) - len(prepared.window.prefix_ids)
     assert again.prompt.tokens[:head_len] == tokens[:head_len]
+
+
+def test_a_model_switch_does_not_reuse_the_anchor_token_ids_of_the_old_vocabulary(
+        gemma_backend):
+    """A document's anchor caches token ids of its stable prefix; after a switch to a model
+    with another vocabulary those ids must not reach the new model's prompt."""
+    from ghostfill.completion.context import WindowAnchor
+    from ghostfill.config import Config
+    from ghostfill.engine import CompletionEngine
+
+    text = "import math\n\n\ndef area(r):\n    return math.pi * r ** 2\n\n\ndef f(x):\n    "
+    remote = CompletionEngine.load(Config().updated({
+        "model": {"backend": "openai", "template": "starcoder"},
+        "remote": {"endpoint": "http://127.0.0.1:9"}}))
+    local = CompletionEngine(Config(), gemma_backend)
+    anchor = WindowAnchor()
+    remote.prepare(text, len(text), path="m.py", anchor=anchor)
+    assert anchor.stable_ids  # the remote vocabulary's ids are cached
+    switched = local.prepare(text, len(text), path="m.py", anchor=anchor)
+    fresh = local.prepare(text, len(text), path="m.py")
+    assert switched.prompt.tokens == fresh.prompt.tokens

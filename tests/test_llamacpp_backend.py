@@ -205,3 +205,32 @@ def test_banned_first_changes_the_first_word_not_the_indentation(gemma_backend):
                                                      banned_first=frozenset({content[0]})))
     other_content = [t for t in other.tokens if tok.decode_bytes([t]).strip()]
     assert other_content and other_content[0] != content[0]
+
+
+def test_extra_buffer_types_follow_the_setting_and_the_cpu(gemma_path):
+    import llama_cpp
+
+    from ghostfill.backends.cpu_features import amx_present, choose_extra_buffer_types
+
+    default_params = llama_cpp.llama_cpp.llama_model_default_params
+    off = LlamaCppBackend(gemma_path, context_length=256, extra_buffer_types=False)
+    try:
+        # The parameters the model was loaded with, as llama.cpp received them.
+        assert off._llm.model_params.use_extra_bufts is False
+        assert off.options()["use_extra_bufts"] is False
+        out = off.generate(GenerationRequest(prompt(off, "def add(a, b):\n    return"),
+                                             max_tokens=4))
+        assert out.tokens, "no decode without extra buffer types"
+    finally:
+        off.close()
+    # The override is scoped to the load: llama-cpp-python's defaults are untouched after.
+    assert llama_cpp.llama_cpp.llama_model_default_params is default_params
+    assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts is True
+    # "auto" (None) is off exactly where AMX is, on this machine and on made-up ones.
+    assert choose_extra_buffer_types(None).enabled is (not amx_present())
+    assert not choose_extra_buffer_types(None, flags=frozenset({"avx2", "amx_tile"})).enabled
+    assert not choose_extra_buffer_types(None, ggml={"AMX_INT8": "1"},
+                                         flags=frozenset({"avx2"})).enabled
+    assert choose_extra_buffer_types(None, ggml={"AVX2": "1", "REPACK": "1"},
+                                     flags=frozenset({"avx2"})).enabled
+    assert choose_extra_buffer_types(True, flags=frozenset({"amx_tile"})).enabled

@@ -19,7 +19,7 @@ vim.api.nvim_set_current_buf(buf)
 vim.api.nvim_buf_set_lines(buf, 0, -1, false, {
   'def add(a, b):',
   '    # Return the sum of a and b.',
-  '    ',
+  '    return ',
 })
 vim.bo[buf].filetype = 'python'
 local id = vim.lsp.start({ name = 'ghostfill', cmd = { vim.fn.getenv('GHOSTFILL_PY'), '-m',
@@ -30,8 +30,12 @@ local caps = client.server_capabilities
 local result = { has_provider = caps.inlineCompletionProvider ~= nil,
                  native_api = vim.lsp.inline_completion ~= nil }
 if vim.lsp.inline_completion then vim.lsp.inline_completion.enable(true, { bufnr = buf }) end
-vim.api.nvim_win_set_cursor(0, { 3, 4 })
+-- Where the answer does not hang on rounding: on an empty indented line a small model may
+-- end the line at once (no suggestion), and which it does can differ between CPU kernels.
+vim.api.nvim_win_set_cursor(0, { 3, 10 })
 local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+-- After 'return ' (normal mode cannot put the cursor past the line's last character).
+params.position = { line = 2, character = 11 }
 params.context = { triggerKind = 1 }
 local response = client:request_sync('textDocument/inlineCompletion', params, 120000, buf)
 result.error = response and response.err and response.err.message or nil
