@@ -39,7 +39,7 @@ from cachetools import LRUCache
 from tree_sitter import Node, Tree
 
 from ghostfill.completion.crossfile import Snippet, mention_pattern, words_of
-from ghostfill.completion.syntax import _parser, language_for, parse_tree
+from ghostfill.completion.syntax import _parser, chunk_reader, language_for, parse_tree
 
 __all__ = ["Definition", "DefinitionIndex", "ImportedName", "fs_path", "imports_of"]
 
@@ -564,14 +564,13 @@ def _parse_within(source: bytes, grammar: str, budget_s: float) -> Tree | None:
     deadline = time.monotonic() + budget_s
     late = False
 
-    def read(byte: int, _point: object) -> bytes:
+    def stop() -> bool:
         nonlocal late
-        if late or time.monotonic() > deadline:
-            late = True
-            return b""
-        return source[byte : byte + 65536]
+        late = late or time.monotonic() > deadline
+        return late
 
-    tree = _parser(grammar).parse(read)
+    # Not plain slices: the binding would keep every chunk (see `chunk_reader`).
+    tree = _parser(grammar).parse(chunk_reader(source, 65536, stop))
     return None if late or tree is None else tree
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import PurePosixPath
@@ -463,9 +463,7 @@ class SyntaxDocument:
         try:
             # Only the chunked-read form honours a progress callback; a resumed parse must
             # see the same input form as the halted one, so it is used every time.
-            def read(byte: int, _point: object) -> bytes:
-                return source[byte : byte + _READ_CHUNK]
-
+            read = chunk_reader(source)
             if old is None:
                 return self._parser.parse(read, progress_callback=progress)
             return self._parser.parse(read, old, progress_callback=progress)
@@ -557,6 +555,43 @@ class SyntaxDocument:
 
 
 _READ_CHUNK = 1 << 12
+
+
+class _ReadBuffers(threading.local):
+    def __init__(self) -> None:
+        self.buffers = (bytearray(), bytearray())
+        self.turn = 0
+
+
+_READ_BUFFERS = _ReadBuffers()
+
+
+def chunk_reader(source: bytes, chunk: int = _READ_CHUNK,
+                 stop: Callable[[], bool] | None = None) -> Callable[[int, object], bytearray]:
+    """A read callback for `Parser.parse` that hands out `source` in chunks without leaking
+    them (`stop()` true: the input ends there).
+
+    py-tree-sitter 0.25-0.26 never drops its reference to what a read callback returns
+    (`parser_read_wrapper` takes a buffer view of the object and releases the view, not the
+    object), so every chunk returned stays in memory for good. With fresh `bytes` slices
+    an incremental parse kept ~20 KB (it reads several chunks), and with a parse per
+    request the server grew by 1-2 MB per 100 requests without end (issue #21). The chunks
+    are copied into two long-lived buffers per thread instead, used in turn: the leaked
+    references pile up on those two objects, which live anyway, and nothing else is kept.
+    Two, because the binding may still hold a view of the previous chunk while it asks for
+    the next one (a bytearray whose buffer is exported cannot be resized); tree-sitter
+    needs a chunk only until the next read. `tests/test_memory.py` checks that parses keep no chunk.
+    """
+    view = memoryview(source)
+
+    def read(byte: int, _point: object) -> bytearray:
+        local = _READ_BUFFERS  # looked up per call: the tree keeps this callback
+        local.turn ^= 1
+        buffer = local.buffers[local.turn]
+        buffer[:] = b"" if stop is not None and stop() else view[byte : byte + chunk]
+        return buffer
+
+    return read
 
 
 @dataclass
