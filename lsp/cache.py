@@ -46,6 +46,9 @@ class SuggestionCache:
         )
         self.enabled = maxsize > 0
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def clear(self) -> None:
         self._entries.clear()
 

@@ -95,6 +95,14 @@ class CompletionService:
             token.cancel("closed")
         self._shown.pop(uri, None)
         self._partials.pop(uri, None)
+        self._snippet_line.pop(uri, None)
+
+    def sizes(self) -> dict[str, int]:
+        """Entries held per document and per request (`ghostfill/stats`, `held`)."""
+        return {"cache": len(self.cache), "shown": len(self._shown),
+                "inflight": len(self._inflight), "prefetching": len(self._prefetching),
+                "prefetched": len(self._prefetched), "partials": len(self._partials),
+                "snippets": len(self.snippets), "snippet_lines": len(self._snippet_line)}
 
     def _done(self, uri: str, token: CancelToken) -> None:
         for running in (self._inflight, self._prefetching):

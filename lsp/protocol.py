@@ -1,4 +1,4 @@
-"""JSON-RPC protocol with an answer for every malformed request.
+"""JSON-RPC protocol with an answer for every malformed request, and no leftovers per message.
 
 pygls 2.1 raises InvalidParams while decoding a request whose params do not match the LSP
 types, but only logs it: the client never gets a response and waits forever. Here such a
@@ -38,6 +38,27 @@ class GhostfillProtocol(LanguageServerProtocol):
                     f"invalid params for {data.get('method')}")
                 return _Undecodable(data["id"], str(data["method"]), error)
             raise
+
+    def _execute_handler(self, msg_id: Any, handler: Any, callback: Any,
+                         args: tuple[Any, ...] | None = None,
+                         kwargs: dict[str, Any] | None = None) -> None:
+        """Forget each handler's future once it is done.
+
+        pygls 2.1 files the future of every handler that is a coroutine, a thread function
+        or a generator under its message id in `_request_futures`, so that `$/cancelRequest`
+        can find it; only a request's answer takes it out again. Notifications never are
+        answered: each `didChange`/`didOpen`/`didClose` (pygls's built-in handlers for them
+        are generators) left a Future, its Condition and lock behind for good, ~0.8 KB per
+        keystroke (issue #21), and so did the inner future of an async command. Taken out
+        here when done, unless the id already names another request.
+        """
+
+        def done(future: Any) -> None:
+            if self._request_futures.get(msg_id) is future:
+                del self._request_futures[msg_id]
+            callback(future)
+
+        super()._execute_handler(msg_id, handler, done, args, kwargs)
 
     def handle_message(self, message: Any) -> None:
         if isinstance(message, _Undecodable):

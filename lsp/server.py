@@ -625,6 +625,12 @@ def stats_request(ls: GhostfillServer, params: Any = None) -> dict[str, Any]:
         if engine and hasattr(engine.backend, "options") else {},
     }
     info.update(ls.stats.snapshot())
+    # What the server keeps between requests; every count must stay bounded however long
+    # the session (tests/test_soak.py, bench/soak.py; issue #21).
+    info["held"] = {"documents": len(ls.documents),
+                    "pending_messages": len(ls.protocol._request_futures),
+                    "background_tasks": len(ls._tasks), "reparse_timers": len(ls._reparse),
+                    **ls.service.sizes()}
     return info
 
 
