@@ -86,6 +86,9 @@ class InfillBackend(StreamingRemoteBackend):
             "temperature": request.temperature,
             "cache_prompt": True,
             "stream": True,
+            # Counts (cached, evaluated) in every event, not only the last one, which never
+            # arrives when ghostfill closes the stream at a stop rule or the deadline.
+            "timings_per_token": True,
         }
         if self.config.model:
             body["model"] = self.config.model  # router mode picks the model by name

@@ -387,6 +387,7 @@ def test_infill_request_body_and_stream(engine: Any, keyed: None) -> None:
         "temperature": 0.0,
         "cache_prompt": True,
         "stream": True,
+        "timings_per_token": True,
         "stop": ["<|endoftext|>", "<file_sep>"],
         "n_indent": 4,
     }
