@@ -79,8 +79,9 @@ def build_config(args: argparse.Namespace) -> Config:
     config = config.updated(overrides)
     if remote and config.model.backend not in ("openai", "infill"):
         flags = " and ".join(f"--{k}" for k in remote)
-        raise ConfigError(f"{flags} are for a remote backend: add --backend infill (llama-server "
-                          "/infill) or --backend openai (/v1/completions)")
+        verb = "is" if len(remote) == 1 else "are"
+        raise ConfigError(f"{flags} {verb} for a remote backend: add --backend infill "
+                          "(llama-server /infill) or --backend openai (/v1/completions)")
     return config
 
 

@@ -120,7 +120,7 @@ class CompletionEngine:
             try:
                 backend.probe()  # type: ignore[attr-defined]
             except BackendError as e:
-                log.warning("%s", e)
+                log.info("%s", e)
         return cls(config, backend)
 
     @property

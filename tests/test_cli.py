@@ -119,3 +119,23 @@ def test_prompt_reads_imported_definitions_only_under_root(tmp_path: Path):
     assert "# shop/tax.py\ndef vat_for(amount: float, country: str) -> float:" in shown
     without = json.loads(run("prompt", where, "--json").stdout)["prompt"]
     assert "def vat_for(" not in without
+
+
+def test_endpoint_and_tokenizer_need_a_remote_backend():
+    out = run("complete", stats_location(), "--endpoint", "http://127.0.0.1:9")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "--endpoint is for a remote backend: add --backend infill" in out.stderr
+    out = run("prompt", stats_location(), "--endpoint", "http://127.0.0.1:9",
+              "--tokenizer", "x.gguf", "--backend", "llamacpp")
+    assert out.returncode == 1 and "--endpoint and --tokenizer are for a remote" in out.stderr
+
+
+def test_remote_flags_reach_the_configuration():
+    """`--backend openai --endpoint URL` with nothing listening: the prompt is still built (the
+    probe at load only logs), from the configured template, for that endpoint."""
+    out = run("prompt", stats_location(), "--json", "--backend", "openai", "--template",
+              "starcoder", "--endpoint", "http://127.0.0.1:9/v1")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["template"] == "starcoder" and info["model"] == "remote"
+    assert info["prompt"].startswith("<fim_prefix>")
