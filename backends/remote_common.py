@@ -27,6 +27,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -597,6 +598,29 @@ class StreamingRemoteBackend:
         self.stop = tuple(stop)
         self.health = Health(backoff_s, max_backoff_s)
         self._client = make_client(config)
+        #: llama-server's slots (`total_slots` from `/props`, read by `probe`); 0 for other
+        #: engines or before the probe, and then no `id_slot` is sent.
+        self.slots = 0
+        self._slot_of: OrderedDict[str, int] = OrderedDict()
+        self._slot_lock = threading.Lock()
+
+    def slot_for(self, document: str | None) -> int | None:
+        """The llama-server slot `document` keeps; a new document takes the least recently
+        used one. A slot per document keeps its cached prompt when the user switches files,
+        and a keystroke's request waits for its own slot instead of landing on another, empty
+        one while the server has not yet noticed that the previous stream was closed."""
+        if not document or self.slots < 2:
+            return None
+        with self._slot_lock:
+            slot = self._slot_of.get(document)
+            if slot is None:
+                if len(self._slot_of) < self.slots:
+                    slot = len(self._slot_of)
+                else:
+                    _, slot = self._slot_of.popitem(last=False)
+                self._slot_of[document] = slot
+            self._slot_of.move_to_end(document)
+            return slot
 
     # -- subclass hooks -----------------------------------------------------------------
     def build_body(self, request: GenerationRequest) -> dict[str, Any]:

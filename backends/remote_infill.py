@@ -26,9 +26,7 @@ model"); the `openai` backend with `model.template` serves such models.
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import OrderedDict
 from typing import Any
 
 from ghostfill.backends.base import GenerationRequest, StopReason
@@ -47,28 +45,6 @@ class InfillBackend(StreamingRemoteBackend):
     name = "infill"
     path = "/infill"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: The server's slots (`total_slots` from `/props`); 0 until probed, and then no
-        #: `id_slot` is sent (the server picks a slot by prompt similarity).
-        self.slots = 0
-        self._slot_of: OrderedDict[str, int] = OrderedDict()
-        self._slot_lock = threading.Lock()
-
-    def slot_for(self, document: str | None) -> int | None:
-        """The slot `document` keeps; a new document takes the least recently used one."""
-        if not document or self.slots < 2:
-            return None
-        with self._slot_lock:
-            slot = self._slot_of.get(document)
-            if slot is None:
-                if len(self._slot_of) < self.slots:
-                    slot = len(self._slot_of)
-                else:
-                    _, slot = self._slot_of.popitem(last=False)
-                self._slot_of[document] = slot
-            self._slot_of.move_to_end(document)
-            return slot
 
     def build_body(self, request: GenerationRequest) -> dict[str, Any]:
         extras = extras_of(request)

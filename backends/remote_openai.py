@@ -10,7 +10,9 @@ ways, all absorbed here:
 * TGI writes `data:` without a space and reports `finish_reason` as `eos_token`/`stop_sequence`;
 * a server that rejects `stream_options` (strict validators) gets the request again without it;
 * `model` is sent only when `remote.model` is set (vLLM and Ollama need it, others ignore it);
-* at most 4 stop strings are sent: OpenAI's limit, and TGI's default `max_stop_sequences`.
+* at most 4 stop strings are sent: OpenAI's limit, and TGI's default `max_stop_sequences`;
+* llama-server (recognised by its `/props`, which `probe` reads for the slot size) also gets
+  `id_slot`, a slot per document, as the `infill` backend sends it.
 """
 
 from __future__ import annotations
@@ -76,6 +78,10 @@ class OpenAICompletionsBackend(StreamingRemoteBackend):
             body["stop"] = stop
         if self.include_usage:
             body["stream_options"] = {"include_usage": True}
+        extras = request.infill
+        slot = self.slot_for(extras.document if extras is not None else None)
+        if slot is not None:  # llama-server only (slots come from its /props)
+            body["id_slot"] = slot
         return body
 
     def generate(self, request: GenerationRequest) -> Generation:
@@ -132,6 +138,9 @@ class OpenAICompletionsBackend(StreamingRemoteBackend):
             settings = props.get("default_generation_settings") if isinstance(props, dict) \
                 else None
             n_ctx = count(settings.get("n_ctx")) if isinstance(settings, dict) else None
+            slots = count(props.get("total_slots")) if isinstance(props, dict) else None
+            if slots and isinstance(settings, dict):  # llama-server: it takes id_slot
+                self.slots = slots
         if n_ctx:
             self.context_length = n_ctx
         return info if isinstance(info, dict) else {"data": info}

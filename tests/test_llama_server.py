@@ -77,7 +77,8 @@ def plain(server_binary: Path, gemma_path: Path,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     log = tmp_path_factory.mktemp("llama-server") / "plain.log"
     # 1536-token slots: not ghostfill's default window, so a probe that read it shows.
-    with LlamaServer(server_binary, gemma_path, log, api_key=KEY, ctx_per_slot=1536) as server:
+    with LlamaServer(server_binary, gemma_path, log, api_key=KEY, ctx_per_slot=1536,
+                     env={"LLAMA_SERVER_SLOTS_DEBUG": "1"}) as server:
         yield server
 
 
@@ -365,6 +366,25 @@ def test_openai_completions_on_llama_server(plain: LlamaServer, gemma_path: Path
     assert 0 < result.timings.generated_tokens <= 12
     again = backend.generate(GenerationRequest(tokens=[], max_tokens=12, prompt_text=prompt))
     assert again.timings.reused_tokens >= again.timings.prompt_tokens - 1
+
+
+def test_openai_backend_keeps_a_slot_per_document(plain: LlamaServer, keyed: None) -> None:
+    docs = {"alpha.py": "ALPHA_MARKER = 1\n" + OPS, "beta.py": "BETA_MARKER = 2\n" + OPS}
+    # Twice, with the documents' slots swapped: the server's own choice (similarity to what a
+    # slot holds) would keep each prompt where it was the first time.
+    for first in ("alpha.py", "beta.py"):
+        backend = OpenAICompletionsBackend(RemoteConfig(endpoint=plain.url, api_key_env=KEY_ENV))
+        backend.probe()
+        assert backend.slots == 2
+        backend.slot_for(first)
+        for doc, text in docs.items():
+            backend.generate(GenerationRequest(tokens=[], max_tokens=2, prompt_text=text,
+                                               infill=InfillParts(document=doc)))
+            wait_idle(plain)
+        state = {s["id"]: s.get("prompt") or "" for s in slots(plain)}
+        assert backend.slot_for(first) == 0
+        assert "ALPHA_MARKER" in state[backend.slot_for("alpha.py")]
+        assert "BETA_MARKER" in state[backend.slot_for("beta.py")]
 
 
 def test_openai_deadline_keeps_whole_lines(plain: LlamaServer, keyed: None) -> None:
