@@ -34,7 +34,7 @@ PASSTHROUGH = [
     ("fim-order", "fim_order", "PSM vs SPM: prompt tokens each keystroke re-evaluates"),
     ("kv-shift", "kv_shift", "moved window: KV shift against re-reading"),
     ("extra-bufts", "extra_bufts", "llama.cpp extra buffer types on/off: prefill and decode"),
-    ("soak", "soak", "thousands of requests with cancellations over stdio"),
+    ("soak", "soak", "thousands of edits and requests over stdio: memory over time"),
     ("speculative", "speculative", "speculative decoding speed (transformers backend)"),
     ("remote-load", "remote_load", "several LSP sessions sharing one serving engine"),
 ]
