@@ -39,6 +39,8 @@ class Answer:
     multiline: bool
     #: A line cut short by the deadline (see `prefetch_after`).
     partial: bool = False
+    #: Why a model answer is empty or cut, in words for the editor's log ("" otherwise).
+    why: str = ""
 
 
 class CompletionService:
@@ -62,6 +64,13 @@ class CompletionService:
         self._prefetch_target: dict[str, tuple[str, str]] = {}
         #: The last partial answer per document, with what `engine.resume` needs.
         self._partials: dict[str, _Partial] = {}
+        #: Where each document was last asked for a suggestion: (version, offset).
+        self._asked: dict[str, tuple[int, int]] = {}
+        #: Called with (uri, version, offset) when a suggestion the budget could not wait for
+        #: is ready there (a cut line finished, a window read to the end): the server tells
+        #: the client, which asks again and is answered at once.
+        self.on_ready: Callable[[str, int, int], None] | None = None
+        self._late: set[asyncio.Task[None]] = set()
 
     # -- supersession ---------------------------------------------------------------------
     def supersede(self, uri: str, reason: str) -> CancelToken:
@@ -96,13 +105,15 @@ class CompletionService:
         self._shown.pop(uri, None)
         self._partials.pop(uri, None)
         self._snippet_line.pop(uri, None)
+        self._asked.pop(uri, None)
 
     def sizes(self) -> dict[str, int]:
         """Entries held per document and per request (`ghostfill/stats`, `held`)."""
         return {"cache": len(self.cache), "shown": len(self._shown),
                 "inflight": len(self._inflight), "prefetching": len(self._prefetching),
                 "prefetched": len(self._prefetched), "partials": len(self._partials),
-                "snippets": len(self.snippets), "snippet_lines": len(self._snippet_line)}
+                "snippets": len(self.snippets), "snippet_lines": len(self._snippet_line),
+                "asked": len(self._asked), "late": len(self._late)}
 
     def _done(self, uri: str, token: CancelToken) -> None:
         for running in (self._inflight, self._prefetching):
@@ -115,6 +126,8 @@ class CompletionService:
                       text: str | None = None) -> Answer:
         """`text` overrides the document text (selected completion item applied)."""
         self.stats.add(requests=1)
+        if text is None:
+            self._asked[doc.uri] = (doc.version, offset)
         source_text = doc.text if text is None else text
         syntax = doc.syntax if text is None else None
         prefix, suffix = source_text[:offset], source_text[offset:]
@@ -172,7 +185,12 @@ class CompletionService:
         if result.stop_reason == "error":
             self.stats.add(errors=1)
         if not result.text:
-            return Answer("", "none", result.multiline)
+            late = result.stop_reason == "deadline" and text is None
+            if late:
+                # The budget ran out before the model said anything (a window to read after
+                # a jump or a file switch): finish in the background, then tell the client.
+                self._finish_late(engine, doc, offset, prepared, prefix, suffix)
+            return Answer("", "none", result.multiline, why=_why_empty(result, budget_s, late))
         if result.partial:
             self.stats.add(partial=1)  # not cached: its continuation replaces it soon
             if result.tokens:  # a local model: resume from the exact tokens
@@ -180,8 +198,12 @@ class CompletionService:
                                                    result.text)
         else:
             self.cache.put(prefix, suffix, result.multiline, result.text)
-        return self._shown_now(doc.uri, prefix, suffix, result.multiline, result.text, "model",
-                               created, partial=result.partial)
+        answer = self._shown_now(doc.uri, prefix, suffix, result.multiline, result.text,
+                                 "model", created, partial=result.partial)
+        if result.partial:
+            answer.why = (f"cut at the {budget_s * 1000:.0f} ms budget after "
+                          f"{result.text!r}; the rest of the line follows in the background")
+        return answer
 
     def _shown_now(self, uri: str, prefix: str, suffix: str, multiline: bool, text: str,
                    source: str, created: float, partial: bool = False) -> Answer:
@@ -291,3 +313,46 @@ class CompletionService:
         if not still_partial:
             self.cache.put(shown.prefix_tail, shown.suffix_head, shown.multiline, full)
         self.stats.add(partial_joined=1)
+        if not still_partial:
+            self._ready(uri)
+
+    def _ready(self, uri: str, at: tuple[int, int] | None = None) -> None:
+        """Tell the client, if the document is still where it was last asked (or at `at`)."""
+        asked = self._asked.get(uri)
+        if self.on_ready is not None and asked is not None and (at is None or asked == at):
+            self.on_ready(uri, *asked)
+
+    def _finish_late(self, engine: Any, doc: OpenDocument, offset: int, prepared: Any,
+                     prefix: str, suffix: str) -> None:
+        cancel = self.background(doc.uri, "late answer replaced")
+        at = (doc.version, offset)
+        invoked_budget = engine.config.completion.invoked_budget_ms / 1000
+
+        async def finish() -> None:
+            try:
+                result = await self._run_model(engine.run, prepared, cancel=cancel,
+                                               created=time.monotonic(),
+                                               deadline=time.monotonic() + invoked_budget)
+            finally:
+                self._done(doc.uri, cancel)
+            if cancel.cancelled or not result.text or result.partial:
+                return
+            self.cache.put(prefix, suffix, result.multiline, result.text)
+            self.stats.add(late=1)
+            self._ready(doc.uri, at)
+
+        task = asyncio.ensure_future(finish())
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+
+def _why_empty(result: Any, budget_s: float, late: bool) -> str:
+    if late:
+        return (f"the {budget_s * 1000:.0f} ms budget ran out before the first token "
+                f"({result.timings.get('evaluated_tokens', 0)} prompt tokens read); "
+                "finishing in the background")
+    if result.stop_reason == "error":
+        return "the backend failed (see the message shown)"
+    if result.raw.strip():
+        return f"the filters removed the model's answer {result.raw[:60]!r}"
+    return f"the model ended the line at once ({result.stop_reason})"

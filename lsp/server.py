@@ -49,6 +49,7 @@ STATS_METHOD = "ghostfill/stats"
 DOCUMENT_METHOD = "ghostfill/document"
 FIM_COMMAND = "ghostfill.fim"
 ACCEPTED_COMMAND = "ghostfill.accepted"
+SUGGESTION_READY = "ghostfill/suggestionReady"
 #: Pause in typing after which a stale syntax tree is parsed in full (in slices).
 IDLE_REPARSE_S = 0.25
 IDLE_REPARSE_SLICE_MS = 50.0
@@ -196,6 +197,20 @@ class GhostfillServer(LanguageServer):
         guard.disarm()
         return engine
 
+    def suggestion_ready(self, uri: str, version: int, offset: int) -> None:
+        """`ghostfill/suggestionReady`: what the latency budget could not wait for is ready
+        where the client last asked; a client that declared
+        `experimental.ghostfillSuggestionReady` asks again and is answered from the cache.
+        (LSP 3.18 has no refresh request for inline completion.)"""
+        doc = self.documents.get(uri)
+        if doc is None or doc.version != version:
+            return
+        position = self.position(doc, offset)
+        self.stats.add(ready_sent=1)
+        self.protocol.notify(SUGGESTION_READY, {
+            "textDocument": {"uri": uri, "version": version},
+            "position": {"line": position.line, "character": position.character}})
+
     async def wait_engine(self) -> Any:
         if not self._engine_ready.is_set():
             await asyncio.get_running_loop().run_in_executor(None, self._engine_ready.wait)
@@ -331,6 +346,9 @@ def on_initialize(ls: GhostfillServer, params: types.InitializeParams) -> None:
         except GhostfillError as e:
             ls.show_error(f"{e}; using defaults")
     ls.service.cache = SuggestionCache(ls.config.server.cache_size)
+    experimental = params.capabilities.experimental
+    if isinstance(experimental, dict) and experimental.get("ghostfillSuggestionReady"):
+        ls.service.on_ready = ls.suggestion_ready
     ls.update_roots()
 
 
@@ -410,6 +428,11 @@ def _replace_end(doc: OpenDocument, offset: int) -> int:
     return offset
 
 
+def _where(doc: OpenDocument, position: types.Position) -> str:
+    name = doc.uri.rsplit("/", 1)[-1]
+    return f"{name}:{position.line + 1}:{position.character + 1}"
+
+
 @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
 async def inline_completion(
     ls: GhostfillServer, params: types.InlineCompletionParams
@@ -447,6 +470,10 @@ async def inline_completion(
     except GhostfillError as e:
         ls.show_error(str(e))
         return None
+    if answer.why:
+        # Visible in the editor's server log at its default level: why nothing (or half a
+        # line) came, which is otherwise a mystery to the user.
+        ls.log(f"ghostfill: {_where(doc, params.position)}: {answer.why}")
     if not answer.text:
         return types.InlineCompletionList(items=[])
     if selected is not None:

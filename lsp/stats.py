@@ -34,6 +34,10 @@ class Stats:
     #: Lines cut short by the deadline, and how many of them were completed in the background.
     partial: int = 0
     partial_joined: int = 0
+    #: Empty answers (budget spent reading the window) finished in the background, and
+    #: `ghostfill/suggestionReady` notifications sent for those and for joined lines.
+    late: int = 0
+    ready_sent: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -60,5 +64,6 @@ class Stats:
                 "errors": self.errors,
                 "tokens": {"evaluated": self.tokens_evaluated, "reused": self.tokens_reused},
                 "suggestions": {"shown": self.shown, "accepted": self.accepted,
-                                "partial": self.partial, "partial_joined": self.partial_joined},
+                                "partial": self.partial, "partial_joined": self.partial_joined,
+                                "late": self.late, "ready_sent": self.ready_sent},
             }
