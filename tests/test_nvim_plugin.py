@@ -154,6 +154,16 @@ def test_typing_shows_ghost_text(report):
     assert data["statusline"].startswith("ghostfill")
 
 
+def test_ghost_text_has_a_terminal_colour_and_a_gui_colour(report):
+    hl = case(report, "ghost_text_while_typing")["highlight"]
+    assert hl["ctermfg"] is not None and hl["fg"] is not None, hl
+
+
+def test_a_budget_cut_answer_appears_without_another_keystroke(report):
+    data = case(report, "budget_cut_answer_appears_without_typing")
+    assert data["suggestions"]["ready_sent"] >= 1, data
+
+
 def test_accept_inserts_the_suggestion(report):
     data = case(report, "accept_inserts_the_suggestion")
     assert data["suggestion"] in data["buffer"]

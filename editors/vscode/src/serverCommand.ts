@@ -70,7 +70,7 @@ export function resolveServer(serverPath: string, extraArgs: readonly string[],
   }
   return {
     ok: false,
-    message: 'The ghostfill server was not found on PATH. Install it (pip install ghostfill) '
+    message: 'The ghostfill server was not found on PATH. Install it (pip install "ghostfill[cpu,default-model]") '
       + 'or set "ghostfill.serverPath" to the `ghostfill` executable.',
   };
 }

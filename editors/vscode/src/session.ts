@@ -31,6 +31,12 @@ import {
 
 export const STATS_METHOD = 'ghostfill/stats';
 export const FIM_METHOD = 'ghostfill/fim';
+export const SUGGESTION_READY = 'ghostfill/suggestionReady';
+
+interface ReadyParams {
+  textDocument: { uri: string; version: number };
+  position: { line: number; character: number };
+}
 
 function isExecutable(file: string): boolean {
   try {
@@ -114,6 +120,21 @@ export class Session implements vscode.Disposable {
       middleware: this.middleware(),
     };
     this.client = new LanguageClient('ghostfill', 'ghostfill', serverOptions, clientOptions);
+    // The server announces answers its latency budget could not wait for (a line cut at the
+    // deadline, a window still being read); asking again then shows them from its cache.
+    this.client.registerFeature({
+      fillClientCapabilities: (capabilities) => {
+        capabilities.experimental = {
+          ...(capabilities.experimental as object | undefined),
+          ghostfillSuggestionReady: true,
+        };
+      },
+      initialize: () => undefined,
+      getState: () => ({ kind: 'static' }),
+      clear: () => undefined,
+    });
+    this.disposables.push(this.client.onNotification(SUGGESTION_READY, (params: ReadyParams) =>
+      void this.onSuggestionReady(params)));
     this.disposables.push(this.client.onDidChangeState((e) => {
       if (e.newState === State.Stopped) {
         this.update({ ...this.status, state: this.status.state === 'error' ? 'error' : 'stopped' });
@@ -148,7 +169,9 @@ export class Session implements vscode.Disposable {
         }
         const started = Date.now();
         const result = await next(document, position, context, token);
-        if (!token.isCancellationRequested) {
+        const items = Array.isArray(result) ? result : result?.items;
+        // A latency is shown for suggestions, not for empty answers.
+        if (!token.isCancellationRequested && items && items.length > 0) {
           this.update({ ...this.status, latencyMs: Date.now() - started });
         }
         return result;
@@ -169,6 +192,22 @@ export class Session implements vscode.Disposable {
         },
       },
     };
+  }
+
+  /** `ghostfill/suggestionReady`: ask again if the editor is still where it was asked. */
+  private async onSuggestionReady(params: ReadyParams): Promise<void> {
+    const editor = vscode.window.activeTextEditor;
+    if (!editor || !this.enabled) {
+      return;
+    }
+    const doc = editor.document;
+    const at = editor.selection.active;
+    if (doc.uri.toString() !== vscode.Uri.parse(params.textDocument.uri).toString()
+      || doc.version !== params.textDocument.version
+      || at.line !== params.position.line || at.character !== params.position.character) {
+      return;
+    }
+    await vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
   }
 
   /** Ask the server for its stats; while the model loads, ask again every second. */

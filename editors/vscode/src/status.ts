@@ -96,7 +96,8 @@ export function statusBarText(s: Status): StatusBarText {
   const details = [
     `Model: ${model}${s.template ? ` (template ${s.template})` : ''}`
       + `${s.backend ? `, backend ${s.backend}` : ''}`,
-    `State: ${s.state}${s.message ? ` — ${s.message}` : ''}`,
+    // The progress' end message repeats the state ("ready"): say it once.
+    `State: ${s.state}${s.message && s.message !== s.state ? ` — ${s.message}` : ''}`,
   ];
   if (s.latencyMs !== undefined) {
     details.push(`Last suggestion: ${Math.round(s.latencyMs)} ms`);

@@ -121,9 +121,16 @@ function M.make_config(on_attach, bufnr)
     init_options = o.server_options,
     -- Answered to workspace/configuration and sent with didChangeConfiguration.
     settings = { ghostfill = o.server_options },
+    -- The server announces answers the latency budget could not wait for (a line cut at
+    -- the deadline, a window still being read); we ask again and get them at once.
+    capabilities = vim.tbl_deep_extend('force', vim.lsp.protocol.make_client_capabilities(),
+      { experimental = { ghostfillSuggestionReady = true } }),
     handlers = {
       ['$/progress'] = on_progress,
       ['window/showMessage'] = on_show_message,
+      ['ghostfill/suggestionReady'] = function(_, result, ctx)
+        require('ghostfill.suggest').on_ready(ctx.client_id, result)
+      end,
     },
     on_init = function(client)
       -- The server's textDocument/completion is a fallback for editors without ghost text.

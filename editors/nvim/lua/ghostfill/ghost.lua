@@ -122,9 +122,13 @@ function M.render(bufnr, s, hint)
   return ok
 end
 
---- Set the default highlights (linked, so colorschemes and users can override them).
+--- Set the default highlights (`default`, so colorschemes and users can override them).
+--- Grey and italic with a terminal colour as well as a GUI one: `Comment` has no terminal
+--- colour in Neovim 0.11+'s default scheme, so without 'termguicolors' ghost text linked to
+--- it looked exactly like code.
 function M.define_highlights()
-  vim.api.nvim_set_hl(0, 'GhostfillSuggestion', { link = 'Comment', default = true })
+  vim.api.nvim_set_hl(0, 'GhostfillSuggestion',
+    { fg = '#808080', ctermfg = 8, italic = true, cterm = { italic = true }, default = true })
   vim.api.nvim_set_hl(0, 'GhostfillHint', { link = 'NonText', default = true })
 end
 

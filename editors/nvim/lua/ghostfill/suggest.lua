@@ -263,6 +263,33 @@ function M.request(bufnr, kind)
   end
 end
 
+--- `ghostfill/suggestionReady`: the server finished what the budget cut (or a window it was
+--- still reading). Ask again if the buffer is still at that version and the cursor there;
+--- the answer then comes from the server's cache.
+function M.on_ready(client_id, result)
+  local uri = result and result.textDocument and result.textDocument.uri
+  if not uri then
+    return
+  end
+  local bufnr = vim.uri_to_bufnr(uri)
+  local st = buffers[bufnr]
+  local c = vim.lsp.get_client_by_id(client_id)
+  if not st or not c or st.request or api.nvim_get_current_buf() ~= bufnr
+    or not in_insert_mode() or not enabled.is_enabled(bufnr) then
+    return
+  end
+  local versions = vim.lsp.util.buf_versions
+  if versions and versions[bufnr] ~= result.textDocument.version then
+    return
+  end
+  local row, col = cursor()
+  local character = position.to_lsp(line_at(bufnr, row), col, c.offset_encoding or 'utf-16')
+  if row ~= result.position.line or character ~= result.position.character then
+    return
+  end
+  M.request(bufnr, M.AUTOMATIC)
+end
+
 --- Debounced automatic request.
 function M.schedule(bufnr)
   local st = buffers[bufnr]
@@ -358,6 +385,10 @@ function M.attach(bufnr)
   end)
   on({ 'BufWipeout', 'BufUnload' }, M.detach)
   keymaps.set_trigger(bufnr)
+  -- Insert mode entered before the server attached: ask now instead of at the next key.
+  if api.nvim_get_current_buf() == bufnr and in_insert_mode() then
+    on_edit(bufnr)
+  end
 end
 
 function M.detach(bufnr)
