@@ -70,6 +70,8 @@ class GhostfillServer(LanguageServer):
         self._engine_ready = threading.Event()
         self._model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ghostfill-model")
         self.crash_guard = CrashGuard()
+        #: The prefix-only FIM warning is shown once per server (then only in the answers).
+        self.fim_warned = False
         self.stats = Stats()
         #: Required from TCP clients as initializationOptions.authToken (None: no check).
         self.auth_token: str | None = None
@@ -586,8 +588,20 @@ async def _fim(ls: GhostfillServer, uri: Any, where: Any) -> dict[str, Any]:
     except GhostfillError as e:
         ls.show_error(str(e))
         raise JsonRpcInvalidParams(str(e)) from e
-    return {"text": result.text, "range": ls.protocol._converter.unstructure(hole),
-            "stop_reason": result.stop_reason}
+    answer = {"text": result.text, "range": ls.protocol._converter.unstructure(hole),
+              "stop_reason": result.stop_reason}
+    if engine.template.suffix_token is None and doc.text[end:].strip():
+        # A prefix-only model fills a hole without seeing what follows it: say so, or the
+        # user takes a confident rewrite of a selection for one that read the whole file.
+        answer["warning"] = (
+            f"{engine.backend.model_name} has no fill-in-the-middle tokens: it saw only the "
+            f"code before the {'selection' if end > start else 'cursor'}, not the code after "
+            "it; a FIM model (model.name, e.g. a StarCoder or Qwen2.5-Coder GGUF) sees both")
+        if not ls.fim_warned:
+            ls.fim_warned = True
+            ls.window_show_message(types.ShowMessageParams(
+                type=types.MessageType.Warning, message=f"ghostfill: {answer['warning']}"))
+    return answer
 
 
 @server.feature(FIM_METHOD)

@@ -74,12 +74,19 @@ async def test_fim_request_and_command_fill_the_hole(client: LanguageClient):
     result = await request(client, "ghostfill/fim", {"textDocument": {"uri": uri}, "range": hole})
     assert result.text.strip(), result
     assert result.range.start.line == 1 and result.range.end.character == 16
+    # The default model cannot see the code after the selection, and the user is told so:
+    # in the answer every time, as a message once.
+    assert "saw only the code before the selection" in result.warning
+    warnings = [m for m in client.messages if m.type == types.MessageType.Warning]
+    assert len(warnings) == 1 and "no fill-in-the-middle tokens" in warnings[0].message
     outcome = await client.workspace_execute_command_async(types.ExecuteCommandParams(
         command="ghostfill.fim", arguments=[uri, {"line": 5, "character": 4}]))
     assert outcome is not None
     applied = client.applied_edits  # type: ignore[attr-defined]
     if outcome["text"]:
         assert applied and applied[-1].edit.changes[uri][0].new_text == outcome["text"]
+    assert "cursor" in outcome["warning"]
+    assert len([m for m in client.messages if m.type == types.MessageType.Warning]) == 1
 
 
 async def test_type_through_is_served_without_the_model(client: LanguageClient):
