@@ -434,12 +434,52 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def start_engine(model: Path, log: Path, extra: list[str]) -> tuple[Any, str]:
+    """`python -m llama_cpp.server` with the model on 127.0.0.1 (as bench/remote_load.py),
+    plus `extra` arguments."""
+    import subprocess
+
+    import httpx
+
+    from ghostfill.bench.remote_load import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+                             *extra], stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=1.0).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    stop_engine(proc)
+    raise RuntimeError("llama_cpp.server did not start")
+
+
+def stop_engine(proc: Any) -> None:
+    """End the engine process (uvicorn may take its time over a graceful shutdown)."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--engine", choices=["local", "remote"], default="local",
                         help="model in the server (default) or in llama_cpp.server")
+    parser.add_argument("--engine-arg", action="append", default=[], dest="engine_args",
+                        metavar="ARG", help="an argument for llama_cpp.server (repeatable), "
+                        "e.g. --engine-arg=--logits_all --engine-arg=false")
     parser.add_argument("--standin", action="store_true",
                         help="a fast stand-in serving engine instead of a model "
                              "(protocol-only soak)")
@@ -476,14 +516,17 @@ def main(argv: list[str] | None = None) -> int:
     url = None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    command = "python -m ghostfill.bench.soak " + " ".join(argv if argv is not None
+                                                            else sys.argv[1:])
+    stem = out / f"soak-{engine}-{time.strftime('%Y%m%d-%H%M%S')}"
     for name, path in variants:
         engine_pid = None
         if engine == "remote":
-            from ghostfill.bench.remote_load import start_engine
             from ghostfill.models import resolve
 
             # A fresh engine per variant: each run measures its own engine process.
-            proc, url = start_engine(resolve("gemma3-270m").path, out / "soak-engine.log")
+            proc, url = start_engine(resolve("gemma3-270m").path, out / "soak-engine.log",
+                                     args.engine_args)
             engine_pid = proc.pid
         try:
             runs[name] = asyncio.run(soak(
@@ -495,14 +538,11 @@ def main(argv: list[str] | None = None) -> int:
                 jump_share=args.jump_share, budget_ms=args.budget_ms))
         finally:
             if proc is not None:
-                proc.terminate()
-                proc.wait(10)
+                stop_engine(proc)
                 proc = None
-    command = "python -m ghostfill.bench.soak " + " ".join(argv if argv is not None
-                                                            else sys.argv[1:])
-    stem = out / f"soak-{engine}-{time.strftime('%Y%m%d-%H%M%S')}"
-    data = {"command": command, "runs": runs}
-    stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
+        # Written after every run: a later one that fails keeps the earlier ones.
+        stem.with_suffix(".json").write_text(json.dumps({"command": command, "runs": runs},
+                                                        indent=1))
     png = plot(runs, stem.with_suffix(".png"))
     for name, report in runs.items():
         brief = {k: v for k, v in report.items() if k not in ("samples", "server_stats")}
