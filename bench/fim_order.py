@@ -35,6 +35,8 @@ VOCABS = ("starcoder", "deepseek-coder", "qwen2", "refact")
 class VocabOnly:
     """A tokenizer standing where a backend would: enough for `CompletionEngine.prepare`."""
 
+    name = "vocab-only"
+
     def __init__(self, tokenizer: Any, name: str, context_length: int = 2048) -> None:
         self.tokenizer = tokenizer
         self.context_length = context_length
