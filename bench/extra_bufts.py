@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args(argv)
     from ghostfill.backends.cpu_features import cpu_flags, cpu_name
+    from ghostfill.bench.results import write_results
     from ghostfill.models import resolve
 
     runs: list[dict[str, Any]] = []
@@ -77,16 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(runs)
     for row in summary:
         print(json.dumps(row))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    json_path = out / f"extra-bufts-{stamp}.json"
-    json_path.write_text(json.dumps({
-        "command": "python -m ghostfill.bench.extra_bufts " + " ".join(argv or sys.argv[1:]),
+    write_results(args.out, "extra-bufts", "extra_bufts", argv, {
         "cpu": cpu_name(), "amx": any(f.startswith("amx") for f in cpu_flags()),
-        "summary": summary, "runs": runs}, indent=1))
-    plot(summary, out / f"extra-bufts-{stamp}.png")
-    print(f"wrote {json_path}")
+        "summary": summary, "runs": runs}, lambda path: plot(summary, path))
     return 0
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = [measure(path, shift) for shift in (True, False)]
     for row in rows:
         print(json.dumps(row), flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    json_path = out / f"kv-shift-{stamp}.json"
-    json_path.write_text(json.dumps({
-        "command": "python -m ghostfill.bench.kv_shift " + " ".join(argv or sys.argv[1:]),
-        "model": args.model, "rows": rows}, indent=1))
-    plot(rows, out / f"kv-shift-{stamp}.png")
-    print(f"wrote {json_path}")
+    from ghostfill.bench.results import write_results
+
+    write_results(args.out, "kv-shift", "kv_shift", argv, {"model": args.model, "rows": rows},
+                  lambda path: plot(rows, path))
     return 0
 
 
