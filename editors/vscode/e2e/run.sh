@@ -3,6 +3,8 @@
 # Chromium + playwright-core, with the freshly packaged .vsix and the real ghostfill server.
 #
 #   bash e2e/run.sh            # from editors/vscode, after `npm ci && npm run package`
+#   BUDGET_MS=1 bash e2e/run.sh  # every first answer empty: ghost text only comes through
+#                                # ghostfill/suggestionReady and the extension asking again
 #
 # Needs (Debian): chromium ripgrep libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev, and
 # `ghostfill` in ../../.venv (or GHOSTFILL_SERVER=/path/to/ghostfill). Everything else goes into
@@ -48,7 +50,7 @@ printf 'auth: none\ncert: false\n' > config.yaml
 cat > ud/User/settings.json <<JSON
 {
   "ghostfill.serverPath": "$SERVER",
-  "ghostfill.completion.latencyBudgetMs": 30000,
+  "ghostfill.completion.latencyBudgetMs": ${BUDGET_MS:-30000},
   "workbench.startupEditor": "none",
   "security.workspace.trust.enabled": false,
   "telemetry.telemetryLevel": "off",
