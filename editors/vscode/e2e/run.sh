@@ -47,16 +47,23 @@ fi
 rm -rf ud ext ws shots
 mkdir -p ud/User ws
 printf 'auth: none\ncert: false\n' > config.yaml
+# DEFAULTS=1: the editor's and the extension's defaults, as a new user has them (word list on,
+# the 150 ms budget); otherwise the word list is off and the budget generous.
+if [ "${DEFAULTS:-0}" = 1 ]; then
+  EDITOR_SETTINGS=''
+else
+  EDITOR_SETTINGS='"ghostfill.completion.latencyBudgetMs": '"${BUDGET_MS:-30000}"',
+  "editor.quickSuggestions": { "other": "off", "comments": "off", "strings": "off" },
+  "editor.wordBasedSuggestions": "off",'
+fi
 cat > ud/User/settings.json <<JSON
 {
+  $EDITOR_SETTINGS
   "ghostfill.serverPath": "$SERVER",
-  "ghostfill.completion.latencyBudgetMs": ${BUDGET_MS:-30000},
   "workbench.startupEditor": "none",
   "security.workspace.trust.enabled": false,
   "telemetry.telemetryLevel": "off",
-  "extensions.autoUpdate": false,
-  "editor.quickSuggestions": { "other": "off", "comments": "off", "strings": "off" },
-  "editor.wordBasedSuggestions": "off"
+  "extensions.autoUpdate": false
 }
 JSON
 cp "$EXT_DIR/../../examples/stats.py" ws/stats.py
