@@ -285,7 +285,10 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def plot(replays: list[Replay], path: Path) -> None:
+def plot(replays: list[Replay], path: Path, *,
+         title: str = "ghostfill typing replay (embedded model, 2048-token window)",
+         targets_ms: tuple[float, ...] = (80, 180), with_mode: bool = True) -> None:
+    """CDF of keystroke latency per replay, with the targets as vertical lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -297,13 +300,13 @@ def plot(replays: list[Replay], path: Path) -> None:
         if not values:
             continue
         ys = [(i + 1) / len(values) for i in range(len(values))]
-        ax.plot(values, ys, label=f"{r.label} ({r.mode})")
+        ax.plot(values, ys, label=f"{r.label} ({r.mode})" if with_mode else r.label)
     ax.set_xscale("log")
     ax.set_xlabel("keystroke → suggestion (ms, log scale)")
     ax.set_ylabel("share of keystrokes")
-    ax.axvline(80, color="grey", linestyle=":", linewidth=1)
-    ax.axvline(180, color="grey", linestyle="--", linewidth=1)
-    ax.set_title("ghostfill typing replay (embedded model, 2048-token window)")
+    for target, style in zip(targets_ms, (":", "--"), strict=False):
+        ax.axvline(target, color="grey", linestyle=style, linewidth=1)
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -30,7 +30,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ghostfill.bench.latency import Replay, pick_spans, replay_engine
+from ghostfill.bench.latency import Replay, pick_spans, plot, replay_engine
 from ghostfill.bench.llama_server import LlamaServer, binary, with_fim_tokens
 
 
@@ -100,32 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     json_path = out / f"llama-server-latency-{stamp}.json"
     json_path.write_text(json.dumps(report, indent=1))
-    plot(replays, out / f"llama-server-latency-{stamp}.png")
+    plot(replays, out / f"llama-server-latency-{stamp}.png", targets_ms=(), with_mode=False,
+         title="ghostfill in-process vs through llama-server (Gemma 3 270M, same machine)")
     print(f"wrote {json_path}")
     return 0
-
-
-def plot(replays: list[Replay], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for r in replays:
-        values = sorted(k.latency_ms for k in r.keystrokes)
-        if values:
-            ys = [(i + 1) / len(values) for i in range(len(values))]
-            ax.plot(values, ys, label=r.label)
-    ax.set_xscale("log")
-    ax.set_xlabel("keystroke → whole suggestion (ms, log scale)")
-    ax.set_ylabel("share of keystrokes")
-    ax.set_title("ghostfill in-process vs through llama-server (Gemma 3 270M, same machine)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":
