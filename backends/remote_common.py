@@ -634,6 +634,9 @@ class StreamingRemoteBackend:
         """Nothing to do ahead of time: the servers cache prompts themselves (prefix caching)."""
         return 0
 
+    def options(self) -> dict[str, object]:
+        return {"endpoint": self.config.endpoint, "model": self.config.model or None}
+
     def close(self) -> None:
         self._client.close()
 

@@ -254,6 +254,10 @@ class TransformersBackend:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise BackendError(f"transformers generation failed: {first}") from e
 
+    def options(self) -> dict[str, object]:
+        return {"device": str(self.device), "speculative": self.speculative,
+                "context_length": self.context_length}
+
     def close(self) -> None:
         with self._lock:
             self._target.reset()

@@ -255,8 +255,7 @@ def _probe_main(config_json: str) -> int:
 
 
 def _options(engine: Any) -> dict[str, object]:
-    options = getattr(engine.backend, "options", None)
-    return options() if callable(options) else {"backend": engine.backend.name}
+    return {"backend": engine.backend.name, **engine.backend.options()}
 
 
 if __name__ == "__main__":

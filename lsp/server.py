@@ -143,7 +143,7 @@ class GhostfillServer(LanguageServer):
                 self._model_pool.submit(old.backend.close)
             self.load_error, self.state = None, "ready"
             self.service.cache.clear()
-            options = engine.backend.options() if hasattr(engine.backend, "options") else {}
+            options = engine.backend.options()
             self.log(f"ghostfill: loaded {engine.backend.model_name} ({engine.template.name}) "
                      f"in {time.monotonic() - started:.1f}s; options: {options}")
         except GhostfillError as e:
@@ -191,7 +191,7 @@ class GhostfillServer(LanguageServer):
             "extra_buffer_types": "auto" if mc.extra_buffer_types is None
             else mc.extra_buffer_types}})
         engine = engine_cls.load(self.config)
-        options = engine.backend.options() if hasattr(engine.backend, "options") else {}
+        options = engine.backend.options()
         log.info("llama.cpp options: %s", options)
         guard.arm("decoding its first tokens", {"model": engine.backend.model_name,
                                                  "options": options})
@@ -662,8 +662,7 @@ def stats_request(ls: GhostfillServer, params: Any = None) -> dict[str, Any]:
         "error": str(ls.load_error) if ls.load_error else None,
         "position_encoding": ls.encoding,
         #: How the model runs here (llama.cpp: threads, extra buffer types and why).
-        "options": engine.backend.options()
-        if engine and hasattr(engine.backend, "options") else {},
+        "options": engine.backend.options() if engine else {},
     }
     info.update(ls.stats.snapshot())
     # What the server keeps between requests; every count must stay bounded however long
