@@ -40,14 +40,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_engine(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_engine(model: Path, log: Path,
+                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[bytes], str]:
+    """`python -m llama_cpp.server` with the model on 127.0.0.1, plus `extra` arguments."""
     import httpx
 
     port = free_port()
     out = log.open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
-                            stdout=out, stderr=subprocess.STDOUT)
+                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+                             *extra], stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     end = time.monotonic() + 120
     while time.monotonic() < end:

@@ -434,31 +434,6 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def start_engine(model: Path, log: Path, extra: list[str]) -> tuple[Any, str]:
-    """`python -m llama_cpp.server` with the model on 127.0.0.1 (as bench/remote_load.py),
-    plus `extra` arguments."""
-    import subprocess
-
-    import httpx
-
-    from ghostfill.bench.remote_load import free_port
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-                             *extra], stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + 120
-    while time.monotonic() < end:
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=1.0).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    stop_engine(proc)
-    raise RuntimeError("llama_cpp.server did not start")
-
-
 def stop_engine(proc: Any) -> None:
     """End the engine process (uvicorn may take its time over a graceful shutdown)."""
     import subprocess
@@ -522,11 +497,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in variants:
         engine_pid = None
         if engine == "remote":
+            from ghostfill.bench.remote_load import start_engine
             from ghostfill.models import resolve
 
             # A fresh engine per variant: each run measures its own engine process.
             proc, url = start_engine(resolve("gemma3-270m").path, out / "soak-engine.log",
-                                     args.engine_args)
+                                     tuple(args.engine_args))
             engine_pid = proc.pid
         try:
             runs[name] = asyncio.run(soak(
