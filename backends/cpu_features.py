@@ -6,8 +6,8 @@ AMX matrix multiply segfaults at its first `ldtilecfg` (llama.cpp #20824, unfixe
 the tile permission must be requested per thread, PR #26954, unmerged), on the first decode,
 killing whatever process holds the model. Loading with `use_extra_bufts = false` avoids it
 (what llama-server's `--no-repack` does). Measured with `python -m ghostfill.bench.extra_bufts`
-(docs/benchmarks.md): on an AMD EPYC the embedded models run as fast either way (prefill
-within 4 %, decode within 5 %); on an AMX Xeon the embedded model decodes as fast without them
+(docs/benchmarks.md): on an AMD EPYC the embedded models run about as fast either way (every
+figure within 6 %); on an AMX Xeon the embedded model decodes as fast without them
 as a build without AMX (issue #14's measurement). Repacking is what extra buffer types exist
 for (Q4_0/Q8_0 layouts), so "auto" keeps them wherever they are safe and switches them off only
 where AMX is present.
