@@ -70,7 +70,9 @@ class CompletionService:
         #: is ready there (a cut line finished, a window read to the end): the server tells
         #: the client, which asks again and is answered at once.
         self.on_ready: Callable[[str, int, int], None] | None = None
-        self._late: set[asyncio.Task[None]] = set()
+        #: Background work running on the event loop (prefetches, late answers), kept
+        #: referenced so that it is not collected before it ends.
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     # -- supersession ---------------------------------------------------------------------
     def supersede(self, uri: str, reason: str) -> CancelToken:
@@ -113,7 +115,7 @@ class CompletionService:
                 "inflight": len(self._inflight), "prefetching": len(self._prefetching),
                 "prefetched": len(self._prefetched), "partials": len(self._partials),
                 "snippets": len(self.snippets), "snippet_lines": len(self._snippet_line),
-                "asked": len(self._asked), "late": len(self._late)}
+                "asked": len(self._asked), "background_tasks": len(self._tasks)}
 
     def _done(self, uri: str, token: CancelToken) -> None:
         for running in (self._inflight, self._prefetching):
@@ -341,9 +343,13 @@ class CompletionService:
             self.stats.add(late=1)
             self._ready(doc.uri, at)
 
-        task = asyncio.ensure_future(finish())
-        self._late.add(task)
-        task.add_done_callback(self._late.discard)
+        self.spawn(finish())
+
+    def spawn(self, coro: Any) -> None:
+        """Run `coro` in the background on the event loop."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def _why_empty(result: Any, budget_s: float, late: bool) -> str:

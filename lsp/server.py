@@ -75,7 +75,6 @@ class GhostfillServer(LanguageServer):
         self.stats = Stats()
         #: Required from TCP clients as initializationOptions.authToken (None: no check).
         self.auth_token: str | None = None
-        self._tasks: set[asyncio.Future[Any]] = set()
         self._reparse: dict[str, asyncio.TimerHandle] = {}
         self.service = CompletionService(self.run_model, self.stats,
                                          SuggestionCache(self.config.server.cache_size))
@@ -291,10 +290,8 @@ class GhostfillServer(LanguageServer):
             close()
 
     def background(self, coro: Any) -> None:
-        """Run a coroutine after the response; keep a reference so it is not collected."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Run a coroutine after the response (the service keeps it referenced)."""
+        self.service.spawn(coro)
 
     def budget_s(self, invoked: bool) -> float:
         cc = self.config.completion
@@ -669,7 +666,7 @@ def stats_request(ls: GhostfillServer, params: Any = None) -> dict[str, Any]:
     # the session (tests/test_soak.py, bench/soak.py; issue #21).
     info["held"] = {"documents": len(ls.documents),
                     "pending_messages": len(ls.protocol._request_futures),
-                    "background_tasks": len(ls._tasks), "reparse_timers": len(ls._reparse),
+                    "reparse_timers": len(ls._reparse),
                     **ls.service.sizes()}
     return info
 
