@@ -10,21 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-TAB_WIDTH = 4
+from ghostfill.completion.lines import indent_width
+
 #: A word at the very end of text cut by the deadline, which may be unfinished.
 _PARTIAL_WORD = re.compile(r"\w+$")
-
-
-def indent_width(line: str) -> int:
-    width = 0
-    for ch in line:
-        if ch == " ":
-            width += 1
-        elif ch == "\t":
-            width += TAB_WIDTH - width % TAB_WIDTH
-        else:
-            break
-    return width
 
 
 @dataclass

@@ -27,7 +27,7 @@ from typing import Any, get_args
 from tree_sitter import Language, Node, Parser, Point, Query, QueryCursor, QueryError, Tree
 from tree_sitter_language_pack import SupportedLanguage, get_language, get_parser
 
-from ghostfill.completion.filters.layout import indent_style_for, indent_width
+from ghostfill.completion.lines import indent_style_for, indent_width
 
 __all__ = [
     "CursorScope",

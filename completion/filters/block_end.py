@@ -19,12 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ghostfill.completion.filters.layout import (
-    cursor_line_prefix,
-    indent_width,
-    keep_lines,
-    tidy_end,
-)
+from ghostfill.completion.filters.layout import cursor_line_prefix, keep_lines, tidy_end
 from ghostfill.completion.filters.splice import (
     CLOSERS,
     OPENERS,
@@ -32,6 +27,7 @@ from ghostfill.completion.filters.splice import (
     make_splice,
     open_depth,
 )
+from ghostfill.completion.lines import indent_width
 
 if TYPE_CHECKING:
     from ghostfill.completion.postprocess import FilterContext

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ghostfill.completion.stopping import indent_width
+from ghostfill.completion.lines import indent_width
 
 if TYPE_CHECKING:
     from ghostfill.completion.postprocess import FilterContext

@@ -21,14 +21,8 @@ from __future__ import annotations
 from math import gcd
 from typing import TYPE_CHECKING
 
-from ghostfill.completion.filters.layout import (
-    TAB_WIDTH,
-    IndentStyle,
-    cursor_line_prefix,
-    indent_style_for,
-    indent_width,
-    leading_whitespace,
-)
+from ghostfill.completion.filters.layout import cursor_line_prefix, leading_whitespace
+from ghostfill.completion.lines import TAB_WIDTH, IndentStyle, indent_style_for, indent_width
 
 if TYPE_CHECKING:
     from ghostfill.completion.postprocess import FilterContext
