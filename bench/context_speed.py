@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from ghostfill.config import Config
     from ghostfill.engine import CompletionEngine
     from ghostfill.lsp.documents import OpenDocument
+    from ghostfill.lsp.session import DocumentSession
 
     settings: dict = {"model": {"name": args.model}}
     if args.parse_budget_ms is not None:
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     doc = OpenDocument.open("file:///bench/big.py", "python", 1, text)
     open_ms = (time.perf_counter() - t0) * 1000
+    session = DocumentSession(doc)
     times: list[float] = []
     edit_times: list[float] = []
     kept = 0
@@ -83,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             doc.edit(insert_at + i, insert_at + i, ch)
             t1 = time.perf_counter()
             fresh += doc.syntax.refresh(engine.config.context.parse_budget_ms)  # as served
-            prepared = engine.prepare(doc.text, insert_at + i + 1, language_id="python",
-                                      path=doc.path, syntax=doc.syntax, anchor=doc.anchor,
-                                      starts=doc.starts)
+            source = session.snapshot(insert_at + i + 1)
+            prepared = engine.prepare(source)
+            session.adopt(source)
             t2 = time.perf_counter()
             edit_times.append((t1 - t0) * 1000)
             times.append((t2 - t0) * 1000)

@@ -43,23 +43,29 @@ class VocabOnly:
         self.model_name = name
 
 
+def _prepare(engine: Any, session: Any, offset: int) -> Any:
+    """What the server prepares at `offset` (and keeps for the next keystroke)."""
+    source = session.snapshot(offset)
+    prepared = engine.prepare(source)
+    session.adopt(source)
+    return prepared
+
+
 def replay(engine: Any, spans: list[Any]) -> list[int]:
     """Tokens evaluated per keystroke (at least one: the last is always re-run for logits)."""
     from ghostfill.lsp.documents import OpenDocument
+    from ghostfill.lsp.session import DocumentSession
 
     evaluated: list[int] = []
     for n, span in enumerate(spans):
         doc = OpenDocument.open(f"file://{span.path}#{n}", "python", 1, erase(span.path.read_text(),
                                                                                 span))
         offset = doc.starts[span.line] + span.column
-        previous = engine.prepare(doc.text, offset, language_id="python", path=doc.path,
-                                  syntax=doc.syntax, anchor=doc.anchor,
-                                  starts=doc.starts).prompt.tokens
+        session = DocumentSession(doc)
+        previous = _prepare(engine, session, offset).prompt.tokens
         for i, ch in enumerate(span.erased):
             doc.edit(offset + i, offset + i, ch)
-            tokens = engine.prepare(doc.text, offset + i + 1, language_id="python",
-                                    path=doc.path, syntax=doc.syntax, anchor=doc.anchor,
-                                    starts=doc.starts).prompt.tokens
+            tokens = _prepare(engine, session, offset + i + 1).prompt.tokens
             evaluated.append(max(1, len(tokens) - common_prefix(previous, tokens)))
             previous = tokens
     return evaluated

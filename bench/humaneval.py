@@ -51,6 +51,7 @@ from typing import Any, Literal
 from ghostfill.backends.base import GenerationRequest
 from ghostfill.bench.holes import Task, load_tasks, multi_line_holes, sample_tasks
 from ghostfill.completion.postprocess import FILTERS, postprocess
+from ghostfill.completion.snapshot import CompletionInput
 from ghostfill.config import Config
 from ghostfill.errors import GhostfillError
 
@@ -261,7 +262,8 @@ def run_pipeline(engine: Any, task: Task, options: Options, ablations: list[str]
     text, offset = document(task, options.document)
     multiline = task.multiline if options.multiline == "hole" else None
     start = time.monotonic()
-    prepared = engine.prepare(text, offset, language_id="python", path="humaneval.py",
+    prepared = engine.prepare(CompletionInput.of_text(text, offset, language_id="python",
+                                                      path="humaneval.py"),
                               multiline=multiline)
     result = engine.run(prepared, deadline=deadline_after(start, options.budget_ms),
                         created=start, disabled_filters=disabled)

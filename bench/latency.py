@@ -128,6 +128,7 @@ def erase(text: str, span: Span) -> str:
 # -- engine mode ------------------------------------------------------------------------
 def replay_engine(spans: list[Span], settings: dict[str, Any], label: str) -> Replay:
     from ghostfill.completion.context import WindowAnchor
+    from ghostfill.completion.snapshot import CompletionInput
     from ghostfill.config import Config
     from ghostfill.engine import CompletionEngine
 
@@ -141,12 +142,14 @@ def replay_engine(spans: list[Span], settings: dict[str, Any], label: str) -> Re
         rows = base.split("\n")
         offset = sum(len(r) + 1 for r in rows[: span.line]) + span.column
         # The cold window (opening the file) is not part of typing, as in the LSP replay.
-        engine.complete(base, offset, path=str(span.path), anchor=anchor,
+        engine.complete(CompletionInput.of_text(base, offset, path=str(span.path),
+                                                anchor=anchor),
                         deadline=time.monotonic() + 60)
         for typed in range(1, len(span.erased) + 1):
             text = base[:offset] + span.erased[:typed] + base[offset:]
             created = time.monotonic()
-            result = engine.complete(text, offset + typed, path=str(span.path), anchor=anchor,
+            result = engine.complete(CompletionInput.of_text(text, offset + typed,
+                                                             path=str(span.path), anchor=anchor),
                                      created=created)
             replay.keystrokes.append(Keystroke(
                 span.path.name, span.line, span.column + typed,

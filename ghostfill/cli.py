@@ -100,6 +100,8 @@ def _definitions(args: argparse.Namespace):
 
 
 def cmd_complete(args: argparse.Namespace) -> int:
+    from ghostfill.completion.snapshot import CompletionInput, ContextSources
+
     path, line, col = parse_location(args.location)
     text = read_source(path)
     offset = offset_of(text, line, col)
@@ -107,8 +109,9 @@ def cmd_complete(args: argparse.Namespace) -> int:
     # An explicit command waits for its answer: the latency budget is for ghost text, unless
     # --budget-ms asks for it here too.
     budget = args.budget_ms / 1000 if args.budget_ms else math.inf
-    result = engine.complete(text, offset, path=str(path), deadline=time.monotonic() + budget,
-                             definitions=_definitions(args))
+    result = engine.complete(CompletionInput.of_text(text, offset, path=str(path)),
+                             ContextSources(definitions=_definitions(args)),
+                             deadline=time.monotonic() + budget)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -117,11 +120,14 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def cmd_prompt(args: argparse.Namespace) -> int:
+    from ghostfill.completion.snapshot import CompletionInput, ContextSources
+
     path, line, col = parse_location(args.location)
     text = read_source(path)
     offset = offset_of(text, line, col)
     engine = _engine(build_config(args))
-    prepared = engine.prepare(text, offset, path=str(path), definitions=_definitions(args))
+    prepared = engine.prepare(CompletionInput.of_text(text, offset, path=str(path)),
+                              ContextSources(definitions=_definitions(args)))
     prompt = prepared.prompt
     info = {
         "model": engine.backend.model_name,

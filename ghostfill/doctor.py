@@ -228,6 +228,7 @@ def _probe_main(config_json: str) -> int:
     and the parent reads the signal."""
     import math
 
+    from ghostfill.completion.snapshot import CompletionInput
     from ghostfill.engine import CompletionEngine
 
     config = Config().updated(json.loads(config_json))
@@ -238,7 +239,8 @@ def _probe_main(config_json: str) -> int:
     load_s = time.monotonic() - started
     print(f"ghostfill doctor: loaded; decoding with {_options(engine)}", file=sys.stderr,
           flush=True)
-    result = engine.complete(PROBE_SOURCE, len(PROBE_SOURCE), path="probe.py",
+    result = engine.complete(CompletionInput.of_text(PROBE_SOURCE, len(PROBE_SOURCE),
+                                                     path="probe.py"),
                              deadline=time.monotonic() + math.inf)
     generated = len(result.tokens)
     decode_ms = float(result.timings.get("decode_ms", 0.0) or 0.0)

@@ -18,25 +18,13 @@ from ghostfill.backends.base import (
     GenerationRequest,
     InfillParts,
 )
-from ghostfill.completion.context import (
-    Window,
-    WindowAnchor,
-    build_window,
-    line_starts,
-    make_budget,
-)
-from ghostfill.completion.crossfile import Snippet, SnippetStore, select_snippets
-from ghostfill.completion.definitions import DefinitionIndex
+from ghostfill.completion.context import Window, build_window, make_budget
+from ghostfill.completion.crossfile import Snippet, select_snippets
 from ghostfill.completion.headers import Head, comment_prefix, head_for
 from ghostfill.completion.postprocess import FilterContext, postprocess
+from ghostfill.completion.snapshot import CompletionInput, ContextSources
 from ghostfill.completion.stopping import LineStopper
-from ghostfill.completion.syntax import (
-    CursorScope,
-    SyntaxDocument,
-    boundary_lines,
-    cursor_scope,
-    language_for,
-)
+from ghostfill.completion.syntax import CursorScope, boundary_lines, cursor_scope
 from ghostfill.completion.tokenizer import decode
 from ghostfill.config import Config
 from ghostfill.errors import BackendError, InvalidPosition
@@ -134,31 +122,21 @@ class CompletionEngine:
         """Same backend, new settings (model changes need a new engine)."""
         return CompletionEngine(config, self.backend)
 
-    def prepare(
-        self,
-        text: str,
-        offset: int,
-        *,
-        language_id: str | None = None,
-        path: str | None = None,
-        syntax: SyntaxDocument | None = None,
-        anchor: WindowAnchor | None = None,
-        starts: list[int] | None = None,
-        multiline: bool | None = None,
-        snippets: SnippetStore | None = None,
-        definitions: DefinitionIndex | None = None,
-    ) -> Prepared:
+    def prepare(self, source: CompletionInput, sources: ContextSources | None = None, *,
+                multiline: bool | None = None) -> Prepared:
+        """Window, prompt, stop rules and filters for one request (on a worker thread in the
+        server: it may parse and read definitions from disk)."""
+        text, offset = source.text, source.offset
         if not 0 <= offset <= len(text):
             raise InvalidPosition(f"offset {offset} is outside the document (0..{len(text)})")
-        grammar = language_for(language_id, path)
-        if syntax is None:
-            syntax = SyntaxDocument(text, grammar)
-        if anchor is None:
-            anchor = WindowAnchor()
+        grammar, syntax, anchor, starts = (source.grammar, source.syntax, source.anchor,
+                                           source.starts)
+        snippets = sources.snippets if sources is not None else None
+        definitions = sources.definitions if sources is not None else None
+        syntax.refresh(self.config.context.parse_budget_ms)
         anchor.for_vocabulary(self.vocabulary)
         cc, ctx = self.config.completion, self.config.context
-        starts = starts if starts is not None else line_starts(text)
-        path = path or ""
+        path = source.path
         use_cross = ctx.cross_file and snippets is not None and snippets.has_other(path)
         # Definitions of imported names come from the workspace, not from other open buffers:
         # they apply even when this is the only one open.
@@ -386,9 +364,11 @@ class CompletionEngine:
             if getattr(self.backend, "resumable", False) else [],
         )
 
-    def complete(self, text: str, offset: int, **kwargs: object) -> CompletionResult:
-        run_keys = {"cancel", "deadline", "created", "on_text", "disabled_filters"}
-        run_args = {k: v for k, v in kwargs.items() if k in run_keys}
-        prep_args = {k: v for k, v in kwargs.items() if k not in run_keys}
-        prepared = self.prepare(text, offset, **prep_args)  # type: ignore[arg-type]
-        return self.run(prepared, **run_args)  # type: ignore[arg-type]
+    def complete(self, source: CompletionInput, sources: ContextSources | None = None, *,
+                 multiline: bool | None = None, cancel: CancelToken | None = None,
+                 deadline: float | None = None, created: float | None = None,
+                 disabled_filters: frozenset[str] = frozenset()) -> CompletionResult:
+        """Prepare and run in one call (CLI, benchmarks, tests)."""
+        prepared = self.prepare(source, sources, multiline=multiline)
+        return self.run(prepared, cancel=cancel, deadline=deadline, created=created,
+                        disabled_filters=disabled_filters)

@@ -27,6 +27,9 @@ class Suggestion:
     suffix_head: str
     #: The beginning of a line cut short by the deadline; its rest is being generated.
     partial: bool = False
+    #: Computed ahead of the user (what follows accepting the suggestion on screen), for the
+    #: statistics of how often that pays.
+    prefetched: bool = False
 
     def ends_at(self, prefix: str, suffix: str) -> bool:
         """True if accepting this suggestion leaves the cursor between `prefix` and `suffix`."""
@@ -52,17 +55,17 @@ class SuggestionCache:
     def clear(self) -> None:
         self._entries.clear()
 
-    def put(self, prefix: str, suffix: str, multiline: bool, text: str) -> None:
+    def put(self, prefix: str, suffix: str, multiline: bool, text: str, *,
+            prefetched: bool = False) -> None:
         if not self.enabled:
             return
         key = cache_key(prefix, suffix, multiline)
-        self._entries[key] = Suggestion(text, multiline, key[0], key[1])
+        self._entries[key] = Suggestion(text, multiline, key[0], key[1], prefetched=prefetched)
 
-    def get(self, prefix: str, suffix: str, multiline: bool) -> str | None:
+    def get(self, prefix: str, suffix: str, multiline: bool) -> Suggestion | None:
         if not self.enabled:
             return None
-        hit = self._entries.get(cache_key(prefix, suffix, multiline))
-        return hit.text if hit is not None else None
+        return self._entries.get(cache_key(prefix, suffix, multiline))
 
     def type_through(self, prefix: str, suffix: str,
                      shown: Suggestion | None) -> str | None:

@@ -67,6 +67,7 @@ class OpenDocument:
         delta = len(new_text) - (end - start)
         inserted = [start + i + 1 for i, ch in enumerate(new_text) if ch == "\n"]
         tail = [s + delta for s in self.starts[last:]]
-        self.starts[first:] = inserted + tail
+        # A new list, never a change in place: snapshots taken for requests share the old one.
+        self.starts = self.starts[:first] + inserted + tail
         if self.anchor.start is not None and start < self.anchor.start:
             self.anchor.start = None  # the text before the window start changed

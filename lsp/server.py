@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from lsprotocol import types
@@ -31,10 +32,11 @@ from ghostfill.config import Config
 from ghostfill.crash_guard import CrashGuard, describe_crash
 from ghostfill.errors import GhostfillError, InvalidPosition
 from ghostfill.lsp.cache import SuggestionCache
-from ghostfill.lsp.completions import CompletionService
+from ghostfill.lsp.completions import Answer, CompletionService
 from ghostfill.lsp.documents import OpenDocument
 from ghostfill.lsp.positions import UTF8, UTF16, UTF32
 from ghostfill.lsp.protocol import GhostfillProtocol, plain
+from ghostfill.lsp.session import DocumentSession
 from ghostfill.lsp.stats import Stats
 
 log = logging.getLogger("ghostfill")
@@ -63,7 +65,8 @@ class GhostfillServer(LanguageServer):
         super().__init__("ghostfill", __version__, protocol_cls=GhostfillProtocol,
                          text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.config = config or Config()
-        self.documents: dict[str, OpenDocument] = {}
+        #: One session per open document: its text and tree, its requests, its suggestion.
+        self.sessions: dict[str, DocumentSession] = {}
         self.engine: Any = None
         self.load_error: GhostfillError | None = None
         self.state = "loading"
@@ -75,7 +78,6 @@ class GhostfillServer(LanguageServer):
         self.stats = Stats()
         #: Required from TCP clients as initializationOptions.authToken (None: no check).
         self.auth_token: str | None = None
-        self._reparse: dict[str, asyncio.TimerHandle] = {}
         self.service = CompletionService(self.run_model, self.stats,
                                          SuggestionCache(self.config.server.cache_size))
 
@@ -88,11 +90,11 @@ class GhostfillServer(LanguageServer):
             enc = None
         return _ENCODINGS.get(enc, UTF16) if enc else UTF16
 
-    def document(self, uri: str) -> OpenDocument:
-        doc = self.documents.get(uri)
-        if doc is None:
+    def session(self, uri: str) -> DocumentSession:
+        session = self.sessions.get(uri)
+        if session is None:
             raise JsonRpcInvalidParams(f"document {uri} is not open")
-        return doc
+        return session
 
     def offset(self, doc: OpenDocument, position: types.Position) -> int:
         try:
@@ -157,8 +159,8 @@ class GhostfillServer(LanguageServer):
             if progress:
                 self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=self.state))
         if self.engine is not None and self.config.server.warm_on_open:
-            for doc in list(self.documents.values()):
-                self.warm(doc)
+            for session in list(self.sessions.values()):
+                self.warm(session)
 
     def _recover_from_crash(self) -> None:
         """A server that died in native code (see `CrashGuard`) is reported once, and this
@@ -203,10 +205,10 @@ class GhostfillServer(LanguageServer):
         where the client last asked; a client that declared
         `experimental.ghostfillSuggestionReady` asks again and is answered from the cache.
         (LSP 3.18 has no refresh request for inline completion.)"""
-        doc = self.documents.get(uri)
-        if doc is None or doc.version != version:
+        session = self.sessions.get(uri)
+        if session is None or session.doc.version != version:
             return
-        position = self.position(doc, offset)
+        position = self.position(session.doc, offset)
         self.stats.add(ready_sent=1)
         self.protocol.notify(SUGGESTION_READY, {
             "textDocument": {"uri": uri, "version": version},
@@ -221,53 +223,49 @@ class GhostfillServer(LanguageServer):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._model_pool, lambda: fn(*args, **kwargs))
 
-    def warm(self, doc: OpenDocument) -> None:
+    def warm(self, session: DocumentSession) -> None:
         """Prefill the document's window before the first keystroke (cancelled by requests)."""
         engine = self.engine
-        if engine is None or not doc.text:
+        if engine is None or not session.doc.text:
             return
-        cancel = self.service.background(doc.uri, "warm replaced")
-        text = doc.text
-        syntax = doc.syntax.fork()  # the document's tree, not a second full parse
-        budget_ms = engine.config.context.parse_budget_ms
+        cancel = session.start_background("warm replaced")
+        source = session.snapshot(len(session.doc.text))
 
-        def job() -> None:
-            if cancel.cancelled:
-                return
+        async def job() -> None:
             try:
-                syntax.refresh(budget_ms)
-                prepared = engine.prepare(text, len(text), language_id=doc.language_id,
-                                          path=doc.path, syntax=syntax,
-                                          snippets=self.service.snippets,
-                                          definitions=self.service.definitions)
-                engine.backend.warm(prepared.prompt.tokens[:-1], cancel)
+                prepared = await self.service.prepare(engine, source)
+                if not cancel.cancelled:
+                    await self.run_model(engine.backend.warm, prepared.prompt.tokens[:-1],
+                                         cancel)
             except GhostfillError as e:
                 log.debug("warm-up skipped: %s", e)
+            finally:
+                session.done(cancel)
 
-        self._model_pool.submit(job)
+        self.background(job())
 
-    def reparse_when_idle(self, doc: OpenDocument) -> None:
+    def reparse_when_idle(self, session: DocumentSession) -> None:
         """Finish the syntax tree once typing pauses, so the next request finds it parsed.
 
         Edits do not reparse (see `SyntaxDocument`); a request reparses within a budget. Doing
         the whole parse here, after a pause, keeps both the keystroke and the request cheap.
         """
-        handle = self._reparse.pop(doc.uri, None)
-        if handle is not None:
-            handle.cancel()
-        if not doc.syntax.fresh:
+        if session.reparse is not None:
+            session.reparse.cancel()
+            session.reparse = None
+        if not session.doc.syntax.fresh:
             loop = asyncio.get_running_loop()
-            self._reparse[doc.uri] = loop.call_later(IDLE_REPARSE_S, self._reparse_now, doc)
+            session.reparse = loop.call_later(IDLE_REPARSE_S, self._reparse_now, session)
 
-    def _reparse_now(self, doc: OpenDocument) -> None:
-        self._reparse.pop(doc.uri, None)
-        if self.documents.get(doc.uri) is not doc:
+    def _reparse_now(self, session: DocumentSession) -> None:
+        session.reparse = None
+        if self.sessions.get(session.uri) is not session:
             return
         # In slices, so that a file tree-sitter needs seconds for never blocks the server: a
         # request or an edit in between is served at the next turn of the loop.
-        if not doc.syntax.refresh(IDLE_REPARSE_SLICE_MS):
+        if not session.doc.syntax.refresh(IDLE_REPARSE_SLICE_MS):
             loop = asyncio.get_running_loop()
-            self._reparse[doc.uri] = loop.call_later(0.005, self._reparse_now, doc)
+            session.reparse = loop.call_later(0.005, self._reparse_now, session)
 
     def apply_config(self, values: Any) -> None:
         try:
@@ -376,19 +374,24 @@ def did_change_configuration(ls: GhostfillServer,
 @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: GhostfillServer, params: types.DidOpenTextDocumentParams) -> None:
     item = params.text_document
-    doc = OpenDocument.open(item.uri, item.language_id, item.version, item.text)
-    ls.documents[item.uri] = doc
-    ls.service.edited(doc, 0)
-    ls.reparse_when_idle(doc)
+    previous = ls.sessions.pop(item.uri, None)
+    if previous is not None:  # opened twice without a close: the newer text wins
+        previous.close()
+    session = DocumentSession(OpenDocument.open(item.uri, item.language_id, item.version,
+                                                item.text))
+    ls.sessions[item.uri] = session
+    ls.service.edited(session, 0)
+    ls.reparse_when_idle(session)
     if ls.config.server.warm_on_open:
-        ls.warm(doc)
+        ls.warm(session)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
 def did_change(ls: GhostfillServer, params: types.DidChangeTextDocumentParams) -> None:
-    doc = ls.documents.get(params.text_document.uri)
-    if doc is None:
+    session = ls.sessions.get(params.text_document.uri)
+    if session is None:
         return
+    doc = session.doc
     for change in params.content_changes:
         if isinstance(change, types.TextDocumentContentChangePartial):
             r = change.range
@@ -400,21 +403,19 @@ def did_change(ls: GhostfillServer, params: types.DidChangeTextDocumentParams) -
                               "when it is reopened")
                 return
             doc.edit(min(start, end), max(start, end), change.text)
-            ls.service.edited(doc, r.start.line)
+            ls.service.edited(session, r.start.line)
         else:
             doc.replace_all(change.text, params.text_document.version)
     doc.version = params.text_document.version
-    ls.service.cancel(doc.uri, "document changed")
-    ls.reparse_when_idle(doc)
+    session.cancel("document changed")
+    ls.reparse_when_idle(session)
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: GhostfillServer, params: types.DidCloseTextDocumentParams) -> None:
-    ls.documents.pop(params.text_document.uri, None)
-    ls.service.forget(params.text_document.uri)
-    handle = ls._reparse.pop(params.text_document.uri, None)
-    if handle is not None:
-        handle.cancel()
+    session = ls.sessions.pop(params.text_document.uri, None)
+    if session is not None:
+        ls.service.forget(session)
 
 
 def _replace_end(doc: OpenDocument, offset: int) -> int:
@@ -432,39 +433,46 @@ def _where(doc: OpenDocument, position: types.Position) -> str:
     return f"{name}:{position.line + 1}:{position.character + 1}"
 
 
-@server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-async def inline_completion(
-    ls: GhostfillServer, params: types.InlineCompletionParams
-) -> types.InlineCompletionList | None:
+@dataclass
+class _Asked:
+    """A suggestion request as the handlers share it."""
+
+    session: DocumentSession
+    offset: int
+    #: The selected completion item applied first (VS Code's word list): (start, end, text).
+    edit: tuple[int, int, str] | None
+    answer: Answer
+
+
+async def _suggest(ls: GhostfillServer, uri: str, position: types.Position, invoked: bool,
+                   selected: types.SelectedCompletionInfo | None = None) -> _Asked | None:
+    """The suggestion at `position` (None: none wanted here, or no model)."""
     created = time.monotonic()
-    doc = ls.document(params.text_document.uri)
-    offset = ls.offset(doc, params.position)
+    session = ls.session(uri)
+    doc = session.doc
+    cursor = ls.offset(doc, position)
     if doc.language_id in ls.config.completion.disabled_languages:
         return None
     engine = await ls.wait_engine()
     if engine is None:
         return None
-    invoked = (params.context is not None
-               and params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked)
-    selected = params.context.selected_completion_info if params.context else None
-    text_override = None
-    lead = ""
-    start_offset = offset
+    offset, edit = cursor, None
     if selected is not None:
         # Complete as if the selected popup item were already inserted; the ghost text then
-        # starts with it, as LSP 3.18 asks.
-        start_offset = ls.offset(doc, selected.range.start)
-        end_offset = ls.offset(doc, selected.range.end)
-        text_override = doc.text[:start_offset] + selected.text + doc.text[end_offset:]
-        lead = selected.text
-        offset = start_offset + len(selected.text)
+        # starts with it, as LSP 3.18 asks (VS Code shows nothing else while its list is
+        # open). A snapshot of that text: cache, late answers and resumed lines work as for
+        # the plain request.
+        start = ls.offset(doc, selected.range.start)
+        end = max(start, ls.offset(doc, selected.range.end))
+        edit = (start, end, selected.text)
+        offset = start + len(selected.text)
     try:
         answer = await ls.service.suggest(
-            engine, doc, offset, invoked=invoked, created=created,
+            engine, session, offset, invoked=invoked, created=created,
             debounce_s=ls.config.server.debounce_ms / 1000, budget_s=ls.budget_s(invoked),
-            text=text_override)
+            edit=edit, cursor=cursor)
     except asyncio.CancelledError:
-        ls.service.cancel(doc.uri, "$/cancelRequest")
+        session.cancel("$/cancelRequest")
         raise
     except GhostfillError as e:
         ls.show_error(str(e))
@@ -472,22 +480,39 @@ async def inline_completion(
     if answer.why:
         # Visible in the editor's server log at its default level: why nothing (or half a
         # line) came, which is otherwise a mystery to the user.
-        ls.log(f"ghostfill: {_where(doc, params.position)}: {answer.why}")
+        ls.log(f"ghostfill: {_where(doc, position)}: {answer.why}")
+    if answer.text and ls.config.server.prefetch:
+        # What follows accepting it, in the background (cancelled by the next request that
+        # needs the model): it may take the explicit-request budget.
+        start, end, lead = edit if edit is not None else (cursor, cursor, "")
+        accept = (start, end, lead + answer.text)
+        ls.background(ls.service.prefetch_after(
+            engine, session, accept, start + len(accept[2]), ls.budget_s(True),
+            partial=answer.partial, multiline=answer.multiline))
+    return _Asked(session, offset, edit, answer)
+
+
+@server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+async def inline_completion(
+    ls: GhostfillServer, params: types.InlineCompletionParams
+) -> types.InlineCompletionList | None:
+    context = params.context
+    invoked = (context is not None
+               and context.trigger_kind == types.InlineCompletionTriggerKind.Invoked)
+    selected = context.selected_completion_info if context is not None else None
+    asked = await _suggest(ls, params.text_document.uri, params.position, invoked, selected)
+    if asked is None:
+        return None
+    answer, doc = asked.answer, asked.session.doc
     if not answer.text:
         return types.InlineCompletionList(items=[])
-    if selected is not None:
+    if selected is not None and asked.edit is not None:
         replace_range = selected.range
-        insert = lead + answer.text
+        insert = asked.edit[2] + answer.text
     else:
-        end = _replace_end(doc, offset)
-        insert = answer.text + doc.text[offset:end]
+        end = _replace_end(doc, asked.offset)
+        insert = answer.text + doc.text[asked.offset:end]
         replace_range = types.Range(start=params.position, end=ls.position(doc, end))
-    if ls.config.server.prefetch and selected is None:
-        # Background work, cancelled by the next request that needs the model: it may take
-        # the explicit-request budget.
-        ls.background(ls.service.prefetch_after(engine, doc, offset, answer.text,
-                                                ls.budget_s(True), partial=answer.partial,
-                                                multiline=answer.multiline))
     item = types.InlineCompletionItem(
         insert_text=insert,
         range=replace_range,
@@ -502,21 +527,12 @@ async def inline_completion(
 async def completion(ls: GhostfillServer,
                      params: types.CompletionParams) -> types.CompletionList | None:
     """Fallback for clients without inline completion: one clearly labelled item."""
-    created = time.monotonic()
-    doc = ls.document(params.text_document.uri)
-    offset = ls.offset(doc, params.position)
-    engine = await ls.wait_engine()
-    if engine is None or doc.language_id in ls.config.completion.disabled_languages:
-        return None
     invoked = (params.context is None
                or params.context.trigger_kind == types.CompletionTriggerKind.Invoked)
-    try:
-        answer = await ls.service.suggest(
-            engine, doc, offset, invoked=invoked, created=created,
-            debounce_s=ls.config.server.debounce_ms / 1000, budget_s=ls.budget_s(invoked))
-    except asyncio.CancelledError:
-        ls.service.cancel(doc.uri, "$/cancelRequest")
-        raise
+    asked = await _suggest(ls, params.text_document.uri, params.position, invoked)
+    if asked is None:
+        return None
+    answer, doc, offset = asked.answer, asked.session.doc, asked.offset
     if not answer.text:
         return types.CompletionList(is_incomplete=True, items=[])
     first = answer.text.strip().split("\n")[0]
@@ -556,7 +572,8 @@ async def _fim(ls: GhostfillServer, uri: Any, where: Any) -> dict[str, Any]:
     """Fill the hole at a position or a selected range; returns {text, range}."""
     if not isinstance(uri, str):
         raise JsonRpcInvalidParams("ghostfill/fim needs textDocument.uri")
-    doc = ls.document(uri)
+    session = ls.session(uri)
+    doc = session.doc
     created = time.monotonic()
     if _field(where, "start") is not None:
         hole = _structure(ls, where, types.Range)
@@ -571,12 +588,12 @@ async def _fim(ls: GhostfillServer, uri: Any, where: Any) -> dict[str, Any]:
     engine = await ls.wait_engine()
     if engine is None:
         raise JsonRpcInvalidParams(f"no model: {ls.load_error}")
-    text = doc.text[:start] + doc.text[end:]
     multiline = True if "\n" in doc.text[start:end] else None
-    cancel = ls.service.supersede(doc.uri, "fim")
+    cancel = session.supersede("fim")
+    # The document with the hole cut out, parsed off the loop within the parse budget.
+    source = session.snapshot(start, (start, end, ""))
     try:
-        prepared = engine.prepare(text, start, language_id=doc.language_id, path=doc.path,
-                                  multiline=multiline, definitions=ls.service.definitions)
+        prepared = await ls.service.prepare(engine, source, multiline)
         result = await ls.run_model(engine.run, prepared, cancel=cancel, created=created,
                                     deadline=created + ls.budget_s(True))
     except asyncio.CancelledError:
@@ -585,6 +602,8 @@ async def _fim(ls: GhostfillServer, uri: Any, where: Any) -> dict[str, Any]:
     except GhostfillError as e:
         ls.show_error(str(e))
         raise JsonRpcInvalidParams(str(e)) from e
+    finally:
+        session.done(cancel)
     answer = {"text": result.text, "range": ls.protocol._converter.unstructure(hole),
               "stop_reason": result.stop_reason}
     if engine.template.suffix_token is None and doc.text[end:].strip():
@@ -643,7 +662,7 @@ def document_request(ls: GhostfillServer, params: Any) -> dict[str, Any]:
     uri = _field(document, "uri") if document is not None else None
     if not isinstance(uri, str):
         raise JsonRpcInvalidParams("ghostfill/document needs textDocument.uri")
-    doc = ls.document(uri)
+    doc = ls.session(uri).doc
     return {"uri": doc.uri, "version": doc.version, "text": doc.text,
             "languageId": doc.language_id, "parsed": doc.syntax.fresh}
 
@@ -664,9 +683,19 @@ def stats_request(ls: GhostfillServer, params: Any = None) -> dict[str, Any]:
     info.update(ls.stats.snapshot())
     # What the server keeps between requests; every count must stay bounded however long
     # the session (tests/test_soak.py, bench/soak.py; issue #21).
-    info["held"] = {"documents": len(ls.documents),
+    sessions = list(ls.sessions.values())
+
+    def count(has: Any) -> int:
+        return sum(1 for session in sessions if has(session))
+
+    info["held"] = {"documents": len(sessions),
                     "pending_messages": len(ls.protocol._request_futures),
-                    "reparse_timers": len(ls._reparse),
+                    "reparse_timers": count(lambda x: x.reparse is not None),
+                    "inflight": count(lambda x: x.inflight is not None),
+                    "prefetching": count(lambda x: x.background is not None),
+                    "shown": count(lambda x: x.shown is not None),
+                    "partials": count(lambda x: x.partial is not None),
+                    "snippet_lines": count(lambda x: x.snippet_line is not None),
                     **ls.service.sizes()}
     return info
 

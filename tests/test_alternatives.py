@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from ghostfill.completion.snapshot import CompletionInput
 from ghostfill.config import Config
 from ghostfill.engine import CompletionEngine
 from tests.conftest import DATA_DIR
@@ -45,13 +46,13 @@ def test_a_rejected_answer_is_followed_by_the_models_next_choice(gemma_backend, 
     three = one.with_config(one.config.updated({"completion": {"alternatives": 2}}))
     rejected_then_found = 0
     for text, offset in programs.values():
-        first = one.complete(text, offset, language_id="python", multiline=False,
-                             deadline=time.monotonic() + 60)
+        first = one.complete(CompletionInput.of_text(text, offset, language_id="python"),
+                             multiline=False, deadline=time.monotonic() + 60)
         if first.text:
             continue  # kept at the first try (llama.cpp state can differ): nothing to retry
         assert first.raw.strip() and first.extra["attempts"] == 1
-        again = three.complete(text, offset, language_id="python", multiline=False,
-                               deadline=time.monotonic() + 60)
+        again = three.complete(CompletionInput.of_text(text, offset, language_id="python"),
+                               multiline=False, deadline=time.monotonic() + 60)
         assert 2 <= again.extra["attempts"] <= 3
         assert _first_word(again.raw) != _first_word(first.raw)
         if again.text:

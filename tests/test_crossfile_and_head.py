@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ghostfill.completion.context import WindowAnchor
 from ghostfill.completion.crossfile import SnippetStore
+from ghostfill.completion.snapshot import CompletionInput, ContextSources
 from ghostfill.config import Config
 from ghostfill.engine import CompletionEngine
 from ghostfill.fim import get_template, render_prompt
@@ -49,8 +50,9 @@ def test_engine_puts_snippets_and_scope_headers_into_the_prompt(gemma_backend):
     text = ("import json\nimport math\n\n\nclass Ledger:\n    def __init__(self, value):\n"
             + body + "        total = parse_invoice_total(")
     anchor = WindowAnchor()
-    prepared = engine.prepare(text, len(text), path="app/ledger.py", anchor=anchor,
-                              snippets=store)
+    prepared = engine.prepare(CompletionInput.of_text(text, len(text), path="app/ledger.py",
+                                                      anchor=anchor),
+                              ContextSources(snippets=store))
     shown = prepared.prompt.display()
     assert prepared.window.prefix_start > 0  # the window was cut inside the method
     assert "# lib/helpers.py\n" + HELPERS in shown
@@ -59,8 +61,9 @@ def test_engine_puts_snippets_and_scope_headers_into_the_prompt(gemma_backend):
     assert prepared.prompt.counts()["total"] + 16 <= 512
     # Typing does not change the head or the snippets (the KV cache stays valid).
     tokens = prepared.prompt.tokens
-    again = engine.prepare(text + "i", len(text) + 1, path="app/ledger.py", anchor=anchor,
-                           snippets=store)
+    again = engine.prepare(CompletionInput.of_text(text + "i", len(text) + 1, path="app/ledger.py",
+                                                   anchor=anchor),
+                           ContextSources(snippets=store))
     head_len = len(prepared.prompt.tokens) - len(prepared.window.prefix_ids)
     assert again.prompt.tokens[:head_len] == tokens[:head_len]
 
@@ -79,8 +82,8 @@ def test_a_model_switch_does_not_reuse_the_anchor_token_ids_of_the_old_vocabular
         "remote": {"endpoint": "http://127.0.0.1:9"}}))
     local = CompletionEngine(Config(), gemma_backend)
     anchor = WindowAnchor()
-    remote.prepare(text, len(text), path="m.py", anchor=anchor)
+    remote.prepare(CompletionInput.of_text(text, len(text), path="m.py", anchor=anchor))
     assert anchor.stable_ids  # the remote vocabulary's ids are cached
-    switched = local.prepare(text, len(text), path="m.py", anchor=anchor)
-    fresh = local.prepare(text, len(text), path="m.py")
+    switched = local.prepare(CompletionInput.of_text(text, len(text), path="m.py", anchor=anchor))
+    fresh = local.prepare(CompletionInput.of_text(text, len(text), path="m.py"))
     assert switched.prompt.tokens == fresh.prompt.tokens

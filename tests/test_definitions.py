@@ -29,6 +29,7 @@ from ghostfill.completion.definitions import (
     fs_path,
     imports_of,
 )
+from ghostfill.completion.snapshot import CompletionInput, ContextSources
 from ghostfill.config import Config
 from ghostfill.engine import CompletionEngine
 from ghostfill.errors import ConfigError
@@ -390,22 +391,24 @@ def test_engine_prompt_shows_imported_signature_only_when_enabled(workspace: Pat
             "def checkout(invoice):\n    total = parse_invoice_total(")
     # No other buffer is open (no SnippetStore at all): the definition still comes.
     anchor = WindowAnchor()
-    prepared = engine.prepare(text, len(text), path=str(main), anchor=anchor,
-                              definitions=index)
+    prepared = engine.prepare(CompletionInput.of_text(text, len(text), path=str(main),
+                                                      anchor=anchor),
+                              ContextSources(definitions=index))
     shown = prepared.prompt.display()
     assert "# shop/billing.py\n" + SIGNATURE in shown
     assert "total += line" not in shown  # the body stays out
     assert prepared.prompt.counts()["total"] + 16 <= 512
     # Sticky per window start: typing keeps the head of the prompt (and the KV cache).
     head_len = len(prepared.prompt.tokens) - len(prepared.window.prefix_ids)
-    again = engine.prepare(text + "i", len(text) + 1, path=str(main), anchor=anchor,
-                           definitions=index)
+    again = engine.prepare(CompletionInput.of_text(text + "i", len(text) + 1, path=str(main),
+                                                   anchor=anchor),
+                           ContextSources(definitions=index))
     assert again.prompt.tokens[:head_len] == prepared.prompt.tokens[:head_len]
 
     for off in ({"importDefinitions": False}, {"crossFile": False}):
         quiet = engine.with_config(config.updated({"context": off}))
-        shown = quiet.prepare(text, len(text), path=str(main), definitions=index
-                              ).prompt.display()
+        shown = quiet.prepare(CompletionInput.of_text(text, len(text), path=str(main)),
+                              ContextSources(definitions=index)).prompt.display()
         assert SIGNATURE not in shown and "shop/billing.py" not in shown
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ghostfill.bench.context_speed import common_prefix
 from ghostfill.bench.fim_order import VocabOnly
+from ghostfill.completion.snapshot import CompletionInput
 from ghostfill.config import Config
 from ghostfill.engine import CompletionEngine
 
@@ -24,8 +25,9 @@ def _engine(tokenizer, order: str, **context: int) -> CompletionEngine:
 
 def _typed_once(engine: CompletionEngine, text: str, offset: int) -> tuple[int, int]:
     """(suffix tokens, prompt tokens after the first difference) for typing one character."""
-    before = engine.prepare(text, offset, language_id="python")
-    after = engine.prepare(text[:offset] + "x" + text[offset:], offset + 1, language_id="python")
+    before = engine.prepare(CompletionInput.of_text(text, offset, language_id="python"))
+    after = engine.prepare(CompletionInput.of_text(text[:offset] + "x" + text[offset:], offset + 1,
+                                                   language_id="python"))
     changed = len(after.prompt.tokens) - common_prefix(before.prompt.tokens, after.prompt.tokens)
     return len(after.window.suffix_ids), changed
 

@@ -38,6 +38,7 @@ from ghostfill.backends.remote_infill import InfillBackend
 from ghostfill.backends.remote_openai import OpenAICompletionsBackend
 from ghostfill.bench.llama_server import BuildError, LlamaServer, binary, with_fim_tokens
 from ghostfill.completion.crossfile import SnippetStore
+from ghostfill.completion.snapshot import CompletionInput, ContextSources
 from ghostfill.completion.stopping import LineStopper
 from ghostfill.config import Config, RemoteConfig
 from ghostfill.engine import CompletionEngine
@@ -325,7 +326,8 @@ def test_engine_sends_parts_cross_file_chunks_and_the_typed_line(fim: LlamaServe
     store.add_around("geometry.py", other, 1)
     text = OPS + "    total = area(a, b) + a\n\n\nprint(mul(2, 3))\n"
     offset = text.index("+ a") + 3
-    prepared = engine.prepare(text, offset, path="main.py", snippets=store)
+    prepared = engine.prepare(CompletionInput.of_text(text, offset, path="main.py"),
+                              ContextSources(snippets=store))
     assert prepared.snippets, "the engine chose no cross-file chunk"
     sent: list[dict[str, Any]] = []
     build = engine.backend.build_body

@@ -19,11 +19,13 @@ from typing import Any
 
 import pytest
 
+from ghostfill.completion.snapshot import CompletionInput
 from ghostfill.config import Config
 from ghostfill.engine import CompletionEngine
 from ghostfill.lsp.cache import SuggestionCache
 from ghostfill.lsp.completions import CompletionService
 from ghostfill.lsp.documents import OpenDocument
+from ghostfill.lsp.session import DocumentSession
 from ghostfill.lsp.stats import Stats
 
 SOURCE = '''import argparse
@@ -48,7 +50,8 @@ def test_a_partial_line_is_joined_with_its_continuation(engine: CompletionEngine
     # prompt in the KV cache and its last token evaluated alone. (llama.cpp's logits depend on
     # the batch a token was evaluated in, so a cold run may pick another word at a close call.)
     for _ in range(2):
-        full = engine.complete(SOURCE, len(SOURCE), language_id="python", path="/w/report.py",
+        full = engine.complete(CompletionInput.of_text(SOURCE, len(SOURCE), language_id="python",
+                                                       path="/w/report.py"),
                                deadline=time.monotonic() + 120)
     assert full.stop_reason != "deadline" and len(WORD.findall(full.text)) >= 4, full.text
     stall = {"armed": True, "words": 0}
@@ -70,21 +73,23 @@ def test_a_partial_line_is_joined_with_its_continuation(engine: CompletionEngine
 
     async def scenario() -> None:
         service = CompletionService(run_model, Stats(), SuggestionCache(64))
-        doc = OpenDocument.open("file:///w/report.py", "python", 1, SOURCE)
+        session = DocumentSession(OpenDocument.open("file:///w/report.py", "python", 1, SOURCE))
+        doc = session.doc
         offset = len(SOURCE)
-        answer = await service.suggest(engine, doc, offset, invoked=False,
+        answer = await service.suggest(engine, session, offset, invoked=False,
                                        created=time.monotonic(), debounce_s=0, budget_s=5.0)
         assert stall["words"], "the stream never reached three words"
         assert answer.source == "model" and answer.partial
         assert answer.text and full.text.startswith(answer.text)
         assert len(answer.text) < len(full.text.split("\n")[0])
         # What the server does after showing it: finish the line in the background.
-        await service.prefetch_after(engine, doc, offset, answer.text, 60.0, partial=True,
+        await service.prefetch_after(engine, session, (offset, offset, answer.text),
+                                     offset + len(answer.text), 60.0, partial=True,
                                      multiline=answer.multiline)
         # The user types the first character of the suggestion: the whole line shows.
         doc.edit(offset, offset, answer.text[0])
         doc.version += 1
-        typed = await service.suggest(engine, doc, offset + 1, invoked=False,
+        typed = await service.suggest(engine, session, offset + 1, invoked=False,
                                       created=time.monotonic(), debounce_s=0, budget_s=5.0)
         assert typed.source == "type_through" and not typed.partial
         assert answer.text[0] + typed.text == full.text.split("\n")[0]
