@@ -1,8 +1,8 @@
 """Nothing slow runs on the server's event loop: while one request waits for a slow read of
 imported definitions, edits are applied and other requests are answered.
 
-Real server over stdio, real default model; the workspace's imported module is read slowly
-(tests/slow_reads_server.py), as from a network disk.
+Real server over stdio, real default model; the read of the workspace's imported module is
+held until the test releases it (tests/slow_reads_server.py), as on a slow network disk.
 """
 
 from __future__ import annotations
@@ -48,11 +48,17 @@ async def test_edits_and_requests_are_served_while_a_request_reads_definitions(
     open_doc(client, main_uri, MAIN)
     lines = MAIN.split("\n")
     slow = asyncio.ensure_future(inline(client, main_uri, len(lines) - 1, len(lines[-1])))
-    await asyncio.sleep(0.5)  # the request is now reading slowmod.py (5 s)
-    assert not slow.done()
+    reading = workspace / "slowmod.py.reading"
+    for _ in range(1200):  # the request has reached the read (not a matter of speed)
+        if reading.exists() or slow.done():
+            break
+        await asyncio.sleep(0.05)
+    assert reading.exists(), "the request never read the imported module"
     change(client, other_uri, 2, (1, 15), (1, 15), ".title()")
-    text = await server_text(client, other_uri)
-    # Answered while the first request still waits for its read: the loop was free.
-    assert not slow.done(), "the document request waited for the slow definitions read"
+    # Answered while the read is held: a server that prepared requests on its event loop
+    # would answer only after the release below, and this wait would time out.
+    text = await asyncio.wait_for(server_text(client, other_uri), timeout=30)
     assert text == OTHER.replace("return name", "return name.title()")
-    await slow  # and the slow request itself completes normally
+    assert not slow.done()
+    (workspace / "slowmod.py.release").touch()
+    await asyncio.wait_for(slow, timeout=120)  # and the held request completes normally
