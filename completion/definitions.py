@@ -39,7 +39,8 @@ from cachetools import LRUCache
 from tree_sitter import Node, Tree
 
 from ghostfill.completion.crossfile import Snippet, mention_pattern, words_of
-from ghostfill.completion.syntax import _parser, chunk_reader, language_for, parse_tree
+from ghostfill.completion.languages import language_for
+from ghostfill.completion.parsing import chunk_reader, parse_tree, thread_parser
 
 __all__ = ["Definition", "DefinitionIndex", "ImportedName", "fs_path", "imports_of"]
 
@@ -570,7 +571,7 @@ def _parse_within(source: bytes, grammar: str, budget_s: float) -> Tree | None:
         return late
 
     # Not plain slices: the binding would keep every chunk (see `chunk_reader`).
-    tree = _parser(grammar).parse(chunk_reader(source, 65536, stop))
+    tree = thread_parser(grammar).parse(chunk_reader(source, 65536, stop))
     return None if late or tree is None else tree
 
 

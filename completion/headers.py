@@ -10,35 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ghostfill.completion.syntax import SyntaxDocument, enclosing_scopes
-
-COMMENT = {
-    "python": "#", "ruby": "#", "bash": "#", "perl": "#", "r": "#", "yaml": "#", "toml": "#",
-    "elixir": "#", "julia": "#", "nim": "#", "powershell": "#", "make": "#", "cmake": "#",
-    "lua": "--", "sql": "--", "haskell": "--", "elm": "--",
-    "html": None, "xml": None, "markdown": None, "json": None, "css": None,
-}
-IMPORTS = {
-    "python": ("import_statement", "import_from_statement", "future_import_statement"),
-    "javascript": ("import_statement",),
-    "typescript": ("import_statement",),
-    "tsx": ("import_statement",),
-    "java": ("import_declaration", "package_declaration"),
-    "go": ("import_declaration", "package_clause"),
-    "rust": ("use_declaration",),
-    "c": ("preproc_include",),
-    "cpp": ("preproc_include", "using_declaration"),
-    "c_sharp": ("using_directive",),
-    "kotlin": ("import_header", "package_header"),
-    "scala": ("import_declaration",),
-    "php": ("namespace_use_declaration",),
-}
-
-
-def comment_prefix(grammar: str | None) -> str | None:
-    if grammar is None:
-        return None
-    return COMMENT.get(grammar, "//")
+from ghostfill.completion.languages import IMPORT_NODES, comment_prefix
+from ghostfill.completion.scopes import enclosing_scopes
+from ghostfill.completion.syntax import SyntaxDocument
 
 
 @dataclass(frozen=True)
@@ -60,7 +34,7 @@ def head_for(doc: SyntaxDocument, text: str, starts: list[int], window_start: in
     for node in doc.tree.root_node.children:
         if node.start_point[0] >= start_line:
             break
-        if node.type in IMPORTS.get(grammar or "", ()):
+        if node.type in IMPORT_NODES.get(grammar or "", ()):
             chosen.extend(range(node.start_point[0], node.end_point[0] + 1))
     parts: list[str] = []
     if chosen:

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from ghostfill.completion.context import WindowAnchor, line_starts
 from ghostfill.completion.crossfile import SnippetStore
 from ghostfill.completion.definitions import DefinitionIndex
-from ghostfill.completion.syntax import SyntaxDocument, language_for
+from ghostfill.completion.languages import language_for
+from ghostfill.completion.syntax import SyntaxDocument
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,15 @@ from ghostfill.backends.base import (
     GenerationRequest,
     InfillParts,
 )
+from ghostfill.completion.boundaries import boundary_lines
 from ghostfill.completion.context import Window, build_window, make_budget
 from ghostfill.completion.crossfile import Snippet, select_snippets
-from ghostfill.completion.headers import Head, comment_prefix, head_for
+from ghostfill.completion.headers import Head, head_for
+from ghostfill.completion.languages import comment_prefix
 from ghostfill.completion.postprocess import FilterContext, postprocess
+from ghostfill.completion.scopes import CursorScope, cursor_scope
 from ghostfill.completion.snapshot import CompletionInput, ContextSources
 from ghostfill.completion.stopping import LineStopper
-from ghostfill.completion.syntax import CursorScope, boundary_lines, cursor_scope
 from ghostfill.completion.tokenizer import decode
 from ghostfill.config import Config
 from ghostfill.errors import BackendError, InvalidPosition

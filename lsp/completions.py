@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 from ghostfill.backends.base import CancelToken
 from ghostfill.completion.crossfile import CHUNK_LINES, SnippetStore
 from ghostfill.completion.definitions import DefinitionIndex
+from ghostfill.completion.scopes import cursor_scope
 from ghostfill.completion.snapshot import CompletionInput, ContextSources
-from ghostfill.completion.syntax import cursor_scope
 from ghostfill.lsp.cache import Suggestion, SuggestionCache, cache_key
 from ghostfill.lsp.session import DocumentSession, PartialLine
 from ghostfill.lsp.stats import Stats

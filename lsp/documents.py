@@ -10,7 +10,8 @@ import bisect
 from dataclasses import dataclass, field
 
 from ghostfill.completion.context import WindowAnchor, line_starts
-from ghostfill.completion.syntax import SyntaxDocument, language_for
+from ghostfill.completion.languages import language_for
+from ghostfill.completion.syntax import SyntaxDocument
 from ghostfill.lsp.positions import UTF16, offset_at, position_at
 
 #: The parse at open (or full sync) blocks the server's loop; past this it goes on in slices

@@ -45,7 +45,8 @@ from ghostfill.completion.postprocess import (
     postprocess,
     run_filters,
 )
-from ghostfill.completion.syntax import SyntaxDocument, cursor_scope
+from ghostfill.completion.scopes import cursor_scope
+from ghostfill.completion.syntax import SyntaxDocument
 
 GOLDEN = Path(__file__).parent / "golden" / "filters"
 CURSOR = "█"

@@ -12,12 +12,9 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ghostfill.completion.syntax import (
-    SyntaxDocument,
-    _syntax_boundaries,
-    boundary_lines,
-    cursor_scope,
-)
+from ghostfill.completion.boundaries import _syntax_boundaries, boundary_lines
+from ghostfill.completion.scopes import cursor_scope
+from ghostfill.completion.syntax import SyntaxDocument
 from tests.sync_client import SyncClient
 from tests.test_syntax import _EDIT_TEXT
 

@@ -9,17 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tree_sitter_language_pack import get_language
 
-from ghostfill.completion.syntax import (
-    LANGUAGE_TABLES,
-    CursorScope,
-    SyntaxDocument,
-    boundary_lines,
-    cursor_scope,
-    enclosing_scopes,
-    error_count,
-    language_for,
-    parse_tree,
-)
+from ghostfill.completion.boundaries import boundary_lines
+from ghostfill.completion.languages import LANGUAGE_TABLES, language_for
+from ghostfill.completion.parsing import error_count, parse_tree
+from ghostfill.completion.scopes import CursorScope, cursor_scope, enclosing_scopes
+from ghostfill.completion.syntax import SyntaxDocument
 
 CURSOR = "█"
 

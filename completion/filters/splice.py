@@ -18,7 +18,7 @@ from tree_sitter import Query, QueryCursor, Tree
 from tree_sitter_language_pack import get_language
 
 from ghostfill.completion.filters.layout import cursor_line_prefix
-from ghostfill.completion.syntax import count_errors, parse_tree
+from ghostfill.completion.parsing import count_errors, parse_tree
 
 HEAD_LINES = 60  # at most this many lines before the cursor's line
 MIN_HEAD_LINES = 12  # the window starts at least this far back (when the prefix has the lines)
