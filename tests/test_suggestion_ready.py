@@ -96,3 +96,42 @@ async def test_a_client_that_did_not_declare_it_gets_no_notification(client: Lan
     assert (await stats(client)).suggestions.late == 1
     await asyncio.sleep(0.5)
     assert ready == []
+
+
+def selected_params(line: int, col: int, start: int, text: str) -> types.InlineCompletionParams:
+    """VS Code's request while its word list is open: the selected item replaces the word
+    from `start` to the cursor."""
+    return types.InlineCompletionParams(
+        text_document=types.TextDocumentIdentifier(uri=PY),
+        position=types.Position(line=line, character=col),
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Automatic,
+            selected_completion_info=types.SelectedCompletionInfo(
+                range=types.Range(start=types.Position(line=line, character=start),
+                                  end=types.Position(line=line, character=col)),
+                text=text)))
+
+
+async def test_with_the_word_list_open_the_late_answer_extends_the_selected_item(
+        client: LanguageClient):
+    ready = await start(client, declare=True)
+    # The user typed "ma" after "return "; the word list selected "math".
+    typed = SOURCE + "ma"
+    open_doc(client, PY, typed)
+    params = selected_params(LINE, COL + 2, COL, "math")
+    first = await client.text_document_inline_completion_async(params)
+    assert first is not None and not first.items  # 1 ms: nothing in time
+    await wait_ready(ready)
+    assert ready, "no ghostfill/suggestionReady for a request with a selected item"
+    note = ready[0]
+    # The notification points at the cursor, not at the end of the selected item.
+    assert (note.position.line, note.position.character) == (LINE, COL + 2)
+    again = await client.text_document_inline_completion_async(params)
+    assert again is not None and again.items, "the late answer was not served"
+    item = again.items[0]
+    # What VS Code shows while its list is open: the selected item, then the model's rest,
+    # over the same range.
+    assert item.insert_text.startswith("math") and len(item.insert_text) > len("math")
+    assert item.range == params.context.selected_completion_info.range
+    s = await stats(client)
+    assert s.cache.hits >= 1 and s.suggestions.late >= 1
