@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from tree_sitter import Node, Tree
 
 from ghostfill.completion.crossfile import Snippet, mention_pattern, words_of
 from ghostfill.completion.languages import language_for
-from ghostfill.completion.parsing import chunk_reader, parse_tree, thread_parser
+from ghostfill.completion.parsing import Deadline, parse_tree, parse_until, thread_parser
 
 __all__ = ["Definition", "DefinitionIndex", "ImportedName", "fs_path", "imports_of"]
 
@@ -202,7 +201,7 @@ class DefinitionIndex:
         code = _blank_spans(source, spans).decode("utf-8", "replace")
         found: dict[tuple[Path, int], Definition] = {}
         own = _real(importer)
-        deadline = time.monotonic() + LOOKUP_BUDGET_S
+        deadline = Deadline(LOOKUP_BUDGET_S * 1000)
         for imported in imports:
             for name, file, line, body in self._definitions_of(imported, grammar, importer, code,
                                                                  deadline):
@@ -245,7 +244,7 @@ class DefinitionIndex:
         return result
 
     def _definitions_of(self, imported: ImportedName, grammar: str, importer: Path | None,
-                        code: str, deadline: float) -> Iterator[tuple[str, Path, int, str]]:
+                        code: str, deadline: Deadline) -> Iterator[tuple[str, Path, int, str]]:
         python = grammar == PYTHON
         module = (self._python_module(imported.module, imported.level, importer) if python
                   else self._js_module(imported.module, importer))
@@ -266,7 +265,7 @@ class DefinitionIndex:
             if hit is not None:
                 yield (f"{imported.local}.{attr}", *hit)
 
-    def _find(self, file: Path, name: str, deadline: float, hops: int = MAX_HOPS
+    def _find(self, file: Path, name: str, deadline: Deadline, hops: int = MAX_HOPS
               ) -> tuple[Path, int, str] | None:
         """`name`'s definition in `file`, following re-exports up to `hops` modules away."""
         summary = self.summary(file, deadline)
@@ -286,7 +285,7 @@ class DefinitionIndex:
         return self._find(target, via.name, deadline, hops - 1)
 
     # -- files ---------------------------------------------------------------------------------
-    def summary(self, file: Path, deadline: float = float("inf")) -> _Summary | None:
+    def summary(self, file: Path, deadline: Deadline | None = None) -> _Summary | None:
         """The cached summary of `file` (a resolved path inside a root), re-read when its
         mtime or size changed; None for unreadable, unsupported or too large files, and when
         it would have to be read after `deadline`."""
@@ -304,7 +303,7 @@ class DefinitionIndex:
             cached = self._cache.get(key)
         if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
             return cached[2]
-        if time.monotonic() > deadline:
+        if deadline is not None and deadline.passed():
             return None  # this lookup has spent its time; not cached, tried again next time
         try:
             with file.open("rb") as f:
@@ -556,23 +555,9 @@ def _summarize(source: bytes, grammar: str, max_lines: int) -> _Summary:
 
 
 def _parse_within(source: bytes, grammar: str, budget_s: float) -> Tree | None:
-    """Parse `source`, or None past `budget_s`.
-
-    py-tree-sitter 0.26 has no parse timeout; the parser reads its input through a callback,
-    though, and re-reads it as it goes, so the callback can end the input (empty chunk) once
-    time is up. The truncated tree is discarded.
-    """
-    deadline = time.monotonic() + budget_s
-    late = False
-
-    def stop() -> bool:
-        nonlocal late
-        late = late or time.monotonic() > deadline
-        return late
-
-    # Not plain slices: the binding would keep every chunk (see `chunk_reader`).
-    tree = thread_parser(grammar).parse(chunk_reader(source, 65536, stop))
-    return None if late or tree is None else tree
+    """Parse `source` with the thread's parser, or None past `budget_s` (not resumed)."""
+    return parse_until(thread_parser(grammar), source, None, Deadline(budget_s * 1000),
+                       chunk=1 << 16, resumable=False)
 
 
 def _text(source: bytes, node: Node) -> str:

@@ -1,9 +1,9 @@
 """Running tree-sitter: parsers per thread, parses within a time budget, error counts.
 
-A document's reparse (`SyntaxDocument.refresh`) is held to a time budget by `parse_until`:
-its input is read through `chunk_reader` and tree-sitter's progress callback halts it at a
-`Deadline`; a halted parse resumes where it stopped. Throwaway text (a completion spliced into
-its surroundings) is small and parsed whole (`parse_tree`).
+Every parse held to a time budget runs through `parse_until` and stops at a `Deadline`: a
+document's reparse (`SyntaxDocument.refresh`, resumed where the last call stopped) and the parse
+of a workspace file the definition index summarizes (one-shot). Throwaway text (a completion
+spliced into its surroundings) is small and parsed whole (`parse_tree`).
 """
 
 from __future__ import annotations
@@ -101,26 +101,41 @@ class Deadline:
 
 
 def parse_until(parser: Parser, source: bytes, old: Tree | None, deadline: Deadline,
-                chunk: int = READ_CHUNK) -> Tree | None:
-    """Parse `source` (incrementally against `old`, when given); None when halted at `deadline`.
+                chunk: int = READ_CHUNK, *, resumable: bool = True) -> Tree | None:
+    """Parse `source` (incrementally against `old`, when given); None when past `deadline`.
 
-    A halted parse stays in `parser`: given the same input again (same `source`, `old` and
-    `chunk`), tree-sitter resumes it where it stopped; `parser.reset()` drops it, which a
-    parser that goes on to parse other text needs.
+    Tree-sitter's progress callback halts the parse at the deadline. A halted parse stays in
+    `parser`: given the same input again (same `source`, `old` and `chunk`), tree-sitter
+    resumes it where it stopped. With `resumable=False` the parse is one-shot: the halted
+    parse is dropped (`parser.reset()`, so the parser is ready for other text), and the input
+    also ends at the deadline: tree-sitter calls the progress callback only every hundred or so
+    operations, and on some input each operation is slow (tree-sitter-python re-scans the
+    comment lines after an indented block: 400 KB of them overshot a 50 ms budget by 0.3 s),
+    while a read comes every chunk. That truncated tree is not returned either.
     """
+    late = False
+
+    def passed() -> bool:
+        nonlocal late
+        late = late or deadline.passed()
+        return late
 
     def progress(_offset: int, _has_error: bool) -> bool:  # True halts the parse
-        return deadline.passed()
+        return passed()
 
     try:
         # Only the chunked-read form honours a progress callback; a resumed parse must see the
         # same input form as the halted one, so it is used every time.
-        read = chunk_reader(source, chunk)
+        read = chunk_reader(source, chunk, None if resumable else passed)
         if old is None:
-            return parser.parse(read, progress_callback=progress)
-        return parser.parse(read, old, progress_callback=progress)
+            tree = parser.parse(read, progress_callback=progress)
+        else:
+            tree = parser.parse(read, old, progress_callback=progress)
     except ValueError:  # halted by the progress callback
+        if not resumable:
+            parser.reset()
         return None
+    return None if late and not resumable else tree
 
 
 # ------------------------------------------------------------------------------ error count
