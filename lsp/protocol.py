@@ -11,8 +11,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInternalError, JsonRpcInvalidParams
 from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
+
+from ghostfill.lsp.messages import REQUESTS
 
 log = logging.getLogger("ghostfill.protocol")
 
@@ -26,6 +30,21 @@ class _Undecodable:
 
 
 class GhostfillProtocol(LanguageServerProtocol):
+    def get_message_type(self, method: str) -> Any:
+        """ghostfill's own methods decode into their typed params (lsp/messages.py)."""
+        return REQUESTS.get(method) or super().get_message_type(method)
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Any:
+        """The completion-list fallback is offered only to clients without inline
+        completion: the others would show each suggestion twice, as ghost text and as a list
+        item (the editor plugins used to strip it themselves)."""
+        result = yield from super().lsp_initialize(params)
+        text_document = params.capabilities.text_document
+        if text_document is not None and text_document.inline_completion is not None:
+            result.capabilities.completion_provider = None
+        return result
+
     def structure_message(self, data: dict[str, Any]) -> Any:
         if isinstance(data, dict) and "method" in data and "jsonrpc" in data:
             # JSON-RPC lets a request leave `params` out; pygls then fails to decode it.
@@ -34,8 +53,10 @@ class GhostfillProtocol(LanguageServerProtocol):
             return super().structure_message(data)
         except JsonRpcException as e:
             if isinstance(data, dict) and "id" in data and "method" in data:
-                error = e if e.message else JsonRpcInvalidParams(
-                    f"invalid params for {data.get('method')}")
+                # Whatever failed while decoding, the params did not fit the method's type:
+                # the client's mistake (InvalidParams), not the server's (InternalError).
+                error = e if e.message and not isinstance(e, JsonRpcInternalError) else \
+                    JsonRpcInvalidParams(f"invalid params for {data.get('method')}")
                 return _Undecodable(data["id"], str(data["method"]), error)
             raise
 

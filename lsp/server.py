@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lsprotocol import types
+from lsprotocol.converters import get_converter
 from pygls.exceptions import JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
 
@@ -34,6 +35,17 @@ from ghostfill.errors import GhostfillError, InvalidPosition
 from ghostfill.lsp.cache import SuggestionCache
 from ghostfill.lsp.completions import Answer, CompletionService
 from ghostfill.lsp.documents import OpenDocument
+from ghostfill.lsp.messages import (
+    ACCEPTED_COMMAND,
+    DOCUMENT_METHOD,
+    FIM_COMMAND,
+    FIM_METHOD,
+    STATS_METHOD,
+    SUGGESTION_READY,
+    DocumentParams,
+    FimParams,
+    SuggestionReadyParams,
+)
 from ghostfill.lsp.positions import UTF8, UTF16, UTF32
 from ghostfill.lsp.protocol import GhostfillProtocol, plain
 from ghostfill.lsp.session import DocumentSession
@@ -46,12 +58,7 @@ _ENCODINGS = {
     types.PositionEncodingKind.Utf16: UTF16,
     types.PositionEncodingKind.Utf32: UTF32,
 }
-FIM_METHOD = "ghostfill/fim"
-STATS_METHOD = "ghostfill/stats"
-DOCUMENT_METHOD = "ghostfill/document"
-FIM_COMMAND = "ghostfill.fim"
-ACCEPTED_COMMAND = "ghostfill.accepted"
-SUGGESTION_READY = "ghostfill/suggestionReady"
+CONVERTER = get_converter()
 #: Pause in typing after which a stale syntax tree is parsed in full (in slices).
 IDLE_REPARSE_S = 0.25
 IDLE_REPARSE_SLICE_MS = 50.0
@@ -210,9 +217,8 @@ class GhostfillServer(LanguageServer):
             return
         position = self.position(session.doc, offset)
         self.stats.add(ready_sent=1)
-        self.protocol.notify(SUGGESTION_READY, {
-            "textDocument": {"uri": uri, "version": version},
-            "position": {"line": position.line, "character": position.character}})
+        self.protocol.notify(SUGGESTION_READY, SuggestionReadyParams(
+            types.VersionedTextDocumentIdentifier(uri=uri, version=version), position))
 
     async def wait_engine(self) -> Any:
         if not self._engine_ready.is_set():
@@ -551,37 +557,11 @@ async def completion(ls: GhostfillServer,
     return types.CompletionList(is_incomplete=True, items=[item])
 
 
-def _field(params: Any, name: str) -> Any:
-    if isinstance(params, dict):
-        return params.get(name)
-    return getattr(params, name, None)
-
-
-def _structure(ls: GhostfillServer, value: Any, cls: type) -> Any:
-    if value is None:
-        return None
-    if hasattr(value, "_asdict"):
-        value = plain(value)
-    try:
-        return ls.protocol._converter.structure(value, cls)
-    except Exception as e:
-        raise JsonRpcInvalidParams(f"invalid {cls.__name__}: {value!r}") from e
-
-
-async def _fim(ls: GhostfillServer, uri: Any, where: Any) -> dict[str, Any]:
+async def _fim(ls: GhostfillServer, uri: str, hole: types.Range) -> dict[str, Any]:
     """Fill the hole at a position or a selected range; returns {text, range}."""
-    if not isinstance(uri, str):
-        raise JsonRpcInvalidParams("ghostfill/fim needs textDocument.uri")
     session = ls.session(uri)
     doc = session.doc
     created = time.monotonic()
-    if _field(where, "start") is not None:
-        hole = _structure(ls, where, types.Range)
-    else:
-        pos = _structure(ls, where, types.Position)
-        if pos is None:
-            raise JsonRpcInvalidParams("ghostfill/fim needs a position or a range")
-        hole = types.Range(start=pos, end=pos)
     start, end = ls.offset(doc, hole.start), ls.offset(doc, hole.end)
     if end < start:
         raise JsonRpcInvalidParams("range end before its start")
@@ -604,7 +584,7 @@ async def _fim(ls: GhostfillServer, uri: Any, where: Any) -> dict[str, Any]:
         raise JsonRpcInvalidParams(str(e)) from e
     finally:
         session.done(cancel)
-    answer = {"text": result.text, "range": ls.protocol._converter.unstructure(hole),
+    answer = {"text": result.text, "range": CONVERTER.unstructure(hole),
               "stop_reason": result.stop_reason}
     if engine.template.suffix_token is None and doc.text[end:].strip():
         # A prefix-only model fills a hole without seeing what follows it: say so, or the
@@ -620,25 +600,44 @@ async def _fim(ls: GhostfillServer, uri: Any, where: Any) -> dict[str, Any]:
     return answer
 
 
+def _hole(params: FimParams) -> types.Range:
+    try:
+        return params.hole
+    except ValueError as e:
+        raise JsonRpcInvalidParams(str(e)) from e
+
+
 @server.feature(FIM_METHOD)
-async def fim_request(ls: GhostfillServer, params: Any) -> dict[str, Any]:
-    document = _field(params, "textDocument") or _field(params, "text_document")
-    uri = _field(document, "uri") if document is not None else None
-    where = _field(params, "range") or _field(params, "position")
-    return await _fim(ls, uri, where)
+async def fim_request(ls: GhostfillServer, params: FimParams) -> dict[str, Any]:
+    return await _fim(ls, params.text_document.uri, _hole(params))
 
 
-@server.command(FIM_COMMAND)
-async def fim_command(ls: GhostfillServer, *args: Any) -> dict[str, Any]:
+def _fim_arguments(args: tuple[Any, ...]) -> FimParams:
+    """`ghostfill.fim` takes [uri, position | range] (as workspace/executeCommand's untyped
+    arguments: decoded here with the protocol's converter)."""
     nested = len(args) == 1 and isinstance(args[0], list | tuple)
     arguments = list(args[0]) if nested else list(args)
     if len(arguments) < 2:
         raise JsonRpcInvalidParams("ghostfill.fim takes [uri, position | range]")
-    result = await _fim(ls, arguments[0], arguments[1])
+    uri, where = arguments[0], plain(arguments[1])
+    kind = "range" if isinstance(where, dict) and "start" in where else "position"
+    try:
+        return CONVERTER.structure({"textDocument": {"uri": uri}, kind: where}, FimParams)
+    except Exception as e:
+        raise JsonRpcInvalidParams(f"ghostfill.fim takes [uri, position | range], not "
+                                   f"{arguments[:2]!r}") from e
+
+
+@server.command(FIM_COMMAND)
+async def fim_command(ls: GhostfillServer, *args: Any) -> dict[str, Any]:
+    params = _fim_arguments(args)
+    hole = _hole(params)
+    uri = params.text_document.uri
+    result = await _fim(ls, uri, hole)
     workspace = ls.client_capabilities.workspace
     if result["text"] and workspace is not None and workspace.apply_edit:
-        edit = types.WorkspaceEdit(changes={arguments[0]: [types.TextEdit(
-            range=_structure(ls, result["range"], types.Range), new_text=result["text"])]})
+        edit = types.WorkspaceEdit(changes={uri: [types.TextEdit(range=hole,
+                                                                 new_text=result["text"])]})
         try:
             applied = await asyncio.wait_for(ls.workspace_apply_edit_async(
                 types.ApplyWorkspaceEditParams(edit=edit, label="ghostfill: fill in the middle")),
@@ -656,13 +655,9 @@ def accepted_command(ls: GhostfillServer, *args: Any) -> None:
 
 
 @server.feature(DOCUMENT_METHOD)
-def document_request(ls: GhostfillServer, params: Any) -> dict[str, Any]:
+def document_request(ls: GhostfillServer, params: DocumentParams) -> dict[str, Any]:
     """The server's copy of a document: lets clients and tests check that sync is exact."""
-    document = _field(params, "textDocument") or _field(params, "text_document")
-    uri = _field(document, "uri") if document is not None else None
-    if not isinstance(uri, str):
-        raise JsonRpcInvalidParams("ghostfill/document needs textDocument.uri")
-    doc = ls.session(uri).doc
+    doc = ls.session(params.text_document.uri).doc
     return {"uri": doc.uri, "version": doc.version, "text": doc.text,
             "languageId": doc.language_id, "parsed": doc.syntax.fresh}
 

@@ -46,9 +46,9 @@ async def client(lsp_client: LanguageClient):
         lsp_client.applied_edits.append(params)  # type: ignore[attr-defined]
         return types.ApplyWorkspaceEditResult(applied=True)
 
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=client_capabilities(),
-        initialization_options={"server": {"debounceMs": 0}}))
+    lsp_client.init_result = await lsp_client.initialize_session(  # type: ignore[attr-defined]
+        types.InitializeParams(capabilities=client_capabilities(),
+                               initialization_options={"server": {"debounceMs": 0}}))
     yield
     await lsp_client.shutdown_session()
 
@@ -244,3 +244,27 @@ async def test_invalid_configuration_is_rejected_and_the_previous_kept(client: L
     assert any("max_tokens" in m.message for m in client.messages)
     open_doc(client, PY, SOURCE)
     assert await inline(client, PY, BODY_LINE, 4)
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVE))
+async def inline_capable_client(lsp_client: LanguageClient):
+    result = await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=types.ClientCapabilities(text_document=types.TextDocumentClientCapabilities(
+            inline_completion=types.InlineCompletionClientCapabilities()))))
+    lsp_client.init_result = result  # type: ignore[attr-defined]
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_the_completion_list_is_offered_only_without_inline_completion(
+        inline_capable_client: LanguageClient):
+    # A client with inline completion would otherwise show each suggestion twice.
+    capabilities = inline_capable_client.init_result.capabilities  # type: ignore[attr-defined]
+    assert capabilities.inline_completion_provider is not None
+    assert capabilities.completion_provider is None
+
+
+async def test_a_client_without_inline_completion_gets_the_completion_list(
+        client: LanguageClient):
+    capabilities = client.init_result.capabilities  # type: ignore[attr-defined]
+    assert capabilities.completion_provider is not None
