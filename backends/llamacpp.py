@@ -28,45 +28,10 @@ from ghostfill.backends.base import (
     check_prompt,
 )
 from ghostfill.backends.cpu_features import choose_extra_buffer_types, ggml_features
+from ghostfill.backends.sequences import common_prefix, prompt_lookup
 from ghostfill.completion.tokenizer import LlamaCppTokenizer, StreamDecoder, route_llama_logs
 from ghostfill.errors import BackendError, ModelLoadError
 from ghostfill.models import check_gguf
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    # Compare in slices first: prompts share long prefixes, element loops are slow in Python.
-    step = 256
-    while i + step <= n and a[i : i + step] == b[i : i + step]:
-        i += step
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def prompt_lookup(history: list[int], max_draft: int, ngram_max: int = 3,
-                  ngram_min: int = 2) -> list[int]:
-    """Draft the tokens that followed the latest earlier occurrence of the current n-gram.
-
-    Code repeats itself (names, call patterns, closing lines), so copying from the context is a
-    free draft model. Longer n-grams are tried first: they predict better.
-    """
-    if max_draft <= 0 or len(history) <= ngram_min:
-        return []
-    arr = np.asarray(history, dtype=np.int64)
-    for n in range(min(ngram_max, len(history) - 1), ngram_min - 1, -1):
-        pattern = arr[-n:]
-        # Candidate starts of an earlier occurrence (not the current n-gram itself).
-        starts = np.flatnonzero(arr[: len(arr) - n] == pattern[0])
-        for start in starts[::-1]:
-            if np.array_equal(arr[start : start + n], pattern):
-                follow = arr[start + n : start + n + max_draft]
-                if len(follow):
-                    return [int(t) for t in follow]
-    return []
-
-
 
 _PARAMS_LOCK = threading.Lock()
 
@@ -102,6 +67,8 @@ class _Prefill(NamedTuple):
     finished: bool  # False: cancel or deadline came first
     shifted: int  # of `reused`, those kept by shifting a moved window
 
+#: The shortest n-gram a prompt-lookup draft is copied after (single tokens match too often).
+LOOKUP_MIN_NGRAM = 2
 #: A moved window is shifted in the cache when its first SHIFT_PROBE tokens are found there
 #: and at least SHIFT_MIN_TOKENS in a row match (smaller moves are cheaper to re-read).
 SHIFT_PROBE = 16
@@ -237,7 +204,7 @@ class LlamaCppBackend:
         the next keystroke continues where this one stopped instead of starting over.
         """
         shifted = self._shift_window(tokens) if self.kv_reuse and self.kv_shift else 0
-        reused = _common_prefix(self._cached, tokens) if self.kv_reuse else 0
+        reused = common_prefix(self._cached, tokens) if self.kv_reuse else 0
         if reused == len(tokens):
             reused -= 1  # the last token must be evaluated again to get its logits
         self._truncate_cache(reused)
@@ -265,7 +232,7 @@ class LlamaCppBackend:
         approximation of a fresh read, only used when a long run of tokens matches.
         """
         cached = self._cached
-        head = _common_prefix(cached, tokens)
+        head = common_prefix(cached, tokens)
         probe = tokens[head : head + SHIFT_PROBE]
         if len(probe) < SHIFT_PROBE or head >= len(cached) - SHIFT_PROBE:
             return 0
@@ -277,7 +244,7 @@ class LlamaCppBackend:
                 return 0
             if cached[start : start + SHIFT_PROBE] == probe:
                 break
-        kept = _common_prefix(cached[start:], tokens[head:])
+        kept = common_prefix(cached[start:], tokens[head:])
         if kept < SHIFT_MIN_TOKENS or not self._can_shift():
             return 0
         ctx = self._llm._ctx
@@ -389,7 +356,8 @@ class LlamaCppBackend:
                 draft: list[int] = []
                 if request.speculative and self.draft_tokens > 0 and content["seen"]:
                     budget = min(self.draft_tokens, limit - len(out) - 1)
-                    draft = prompt_lookup(history, budget, self.ngram_max) if budget > 0 else []
+                    draft = prompt_lookup(history, budget, self.ngram_max,
+                                          LOOKUP_MIN_NGRAM) if budget > 0 else []
                 batch = [next_token, *draft]
                 base = len(self._cached)
                 self._decode(batch, all_logits=bool(draft))

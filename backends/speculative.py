@@ -16,17 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ghostfill.backends.base import CancelToken
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    step = 256  # slices first: prompts share long prefixes and element loops are slow
-    while i + step <= n and a[i : i + step] == b[i : i + step]:
-        i += step
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+from ghostfill.backends.sequences import common_prefix, prompt_lookup
 
 
 def _interrupted(cancel: CancelToken | None, deadline: float | None) -> bool:
@@ -184,21 +174,6 @@ class PromptLookupDraft:
     def propose(self, seq: list[int], k: int, cancel: CancelToken | None = None,
                 deadline: float | None = None) -> list[int]:
         return prompt_lookup(seq, k, self.max_ngram, self.min_ngram)
-
-
-def prompt_lookup(seq: list[int], k: int, max_ngram: int = 3, min_ngram: int = 1) -> list[int]:
-    """Up to `k` tokens that followed the latest earlier occurrence of seq's last n-gram."""
-    if k <= 0:
-        return []
-    n_seq = len(seq)
-    for n in range(min(max_ngram, n_seq - 1), min_ngram - 1, -1):
-        pattern = seq[n_seq - n :]
-        first = pattern[0]
-        # Latest occurrence first: recent code is the likeliest to repeat.
-        for start in range(n_seq - n - 1, -1, -1):
-            if seq[start] == first and seq[start : start + n] == pattern:
-                return seq[start + n : start + n + k]
-    return []
 
 
 class DraftLength:

@@ -19,6 +19,7 @@ import sysconfig
 import time
 from pathlib import Path
 
+from ghostfill.backends.sequences import common_prefix
 from ghostfill.bench.latency import pct
 
 TYPED = "        result = self.compute_total(values, scale=2.0)  # typed back"
@@ -35,15 +36,6 @@ def ten_thousand_lines() -> str:
         if len(rows) >= 10_000:
             break
     return "\n".join(rows[:10_000]) + "\n"
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def main(argv: list[str] | None = None) -> int:

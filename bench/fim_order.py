@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ghostfill.bench.context_speed import common_prefix
+from ghostfill.backends.sequences import common_prefix
 from ghostfill.bench.latency import erase, pct, pick_spans
 
 VOCABS = ("starcoder", "deepseek-coder", "qwen2", "refact")

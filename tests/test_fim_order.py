@@ -9,7 +9,7 @@ from __future__ import annotations
 import sysconfig
 from pathlib import Path
 
-from ghostfill.bench.context_speed import common_prefix
+from ghostfill.backends.sequences import common_prefix
 from ghostfill.bench.fim_order import VocabOnly
 from ghostfill.completion.snapshot import CompletionInput
 from ghostfill.config import Config

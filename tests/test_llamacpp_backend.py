@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from ghostfill.backends.base import CancelToken, GenerationRequest
-from ghostfill.backends.llamacpp import LlamaCppBackend, prompt_lookup
+from ghostfill.backends.llamacpp import LlamaCppBackend
+from ghostfill.backends.sequences import prompt_lookup
 from ghostfill.completion.stopping import LineStopper
 from ghostfill.errors import ModelLoadError
 

@@ -35,11 +35,11 @@ from ghostfill.backends.hf_loading import (  # noqa: E402
     read_state_dict,
     uniform_kv_heads,
 )
+from ghostfill.backends.sequences import prompt_lookup  # noqa: E402
 from ghostfill.backends.speculative import (  # noqa: E402
     DraftLength,
     KVModel,
     ModelDraft,
-    prompt_lookup,
     verify,
 )
 from ghostfill.backends.transformers_backend import TransformersBackend  # noqa: E402
