@@ -73,7 +73,7 @@ def create_backend(config: Config) -> Backend:
 
 def _remote_backend(config: Config) -> Backend:
     """A serving engine elsewhere: ghostfill keeps context, templates and filters locally."""
-    from ghostfill.backends.remote_common import RemoteTokenizer
+    from ghostfill.backends.remote_tokenizer import RemoteTokenizer
     from ghostfill.fim import get_template
 
     mc, rc = config.model, config.remote

@@ -30,14 +30,8 @@ import time
 from typing import Any
 
 from ghostfill.backends.base import GenerationRequest, StopReason
-from ghostfill.backends.remote_common import (
-    Chunk,
-    SSEEvent,
-    StreamingRemoteBackend,
-    count,
-    extras_of,
-    json_event,
-)
+from ghostfill.backends.remote_base import Chunk, StreamingRemoteBackend, count, extras_of
+from ghostfill.backends.remote_sse import SSEEvent, json_event
 from ghostfill.errors import BackendError
 
 
@@ -50,8 +44,8 @@ class InfillBackend(StreamingRemoteBackend):
         extras = extras_of(request)
         if extras is None or extras.prefix is None:
             raise BackendError(
-                "the infill backend needs the prefix and suffix: set request.infill to a "
-                "RemoteRequestExtras"
+                "the infill backend needs the prefix and suffix: set request.infill to an "
+                "InfillParts"
             )
         body: dict[str, Any] = {
             "input_prefix": extras.prefix,

@@ -21,14 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ghostfill.backends.base import Generation, GenerationRequest, StopReason
-from ghostfill.backends.remote_common import (
-    Chunk,
-    RemoteError,
-    SSEEvent,
-    StreamingRemoteBackend,
-    count,
-    json_event,
-)
+from ghostfill.backends.remote_base import Chunk, StreamingRemoteBackend, count
+from ghostfill.backends.remote_errors import RemoteError
+from ghostfill.backends.remote_sse import SSEEvent, json_event
 from ghostfill.completion.tokenizer import Tokenizer
 from ghostfill.config import RemoteConfig
 from ghostfill.errors import BackendError

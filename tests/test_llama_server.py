@@ -33,9 +33,9 @@ import httpx
 import pytest
 
 from ghostfill.backends.base import CancelToken, GenerationRequest, InfillParts
-from ghostfill.backends.remote_common import RemoteTokenizer
 from ghostfill.backends.remote_infill import InfillBackend
 from ghostfill.backends.remote_openai import OpenAICompletionsBackend
+from ghostfill.backends.remote_tokenizer import RemoteTokenizer
 from ghostfill.bench.llama_server import BuildError, LlamaServer, binary, with_fim_tokens
 from ghostfill.completion.crossfile import SnippetStore
 from ghostfill.completion.snapshot import CompletionInput, ContextSources

@@ -29,17 +29,13 @@ from typing import Any
 import httpx
 import pytest
 
-from ghostfill.backends.base import CancelToken, GenerationRequest
-from ghostfill.backends.remote_common import (
-    RemoteError,
-    RemoteRequestExtras,
-    RemoteTokenizer,
-    SSEEvent,
-    SSEParser,
-    base_url,
-)
+from ghostfill.backends.base import CancelToken, GenerationRequest, InfillParts
+from ghostfill.backends.remote_errors import RemoteError
+from ghostfill.backends.remote_http import base_url
 from ghostfill.backends.remote_infill import InfillBackend
 from ghostfill.backends.remote_openai import OpenAICompletionsBackend
+from ghostfill.backends.remote_sse import SSEEvent, SSEParser
+from ghostfill.backends.remote_tokenizer import RemoteTokenizer
 from ghostfill.completion.stopping import LineStopper
 from ghostfill.config import RemoteConfig
 from ghostfill.errors import BackendError, ConfigError, GhostfillError
@@ -363,7 +359,7 @@ def test_infill_request_body_and_stream(engine: Any, keyed: None) -> None:
     fake = engine(Reply(infill_stream()))
     backend = InfillBackend(RemoteConfig(endpoint=fake.url + "/v1/", api_key_env=KEY_ENV),
                             stop=["<|endoftext|>"])
-    extras = RemoteRequestExtras(
+    extras = InfillParts(
         prefix="def add(a, b):\n", suffix="\n\nprint(add(1, 2))\n",
         extra=[{"filename": "util.py", "text": "X = 1\n"}], n_indent=4,
         stop=("<file_sep>",),
@@ -403,7 +399,7 @@ def test_infill_stops_on_rule_and_closes(engine: Any, keyed: None) -> None:
     backend = InfillBackend(RemoteConfig(endpoint=fake.url, api_key_env=KEY_ENV))
     req = GenerationRequest(tokens=[], max_tokens=32,
                             stopper=LineStopper(multiline=False, cursor_line_prefix=""))
-    req.infill = RemoteRequestExtras(prefix="def add(a, b):\n", suffix="")
+    req.infill = InfillParts(prefix="def add(a, b):\n", suffix="")
     result = backend.generate(req)
     assert (result.text, result.stop_reason) == ("    return a + b", "stop_rule")
 
@@ -414,7 +410,7 @@ def test_cancel_before_headers_cuts_the_connection(engine: Any) -> None:
     cancel = CancelToken()
     threading.Timer(0.3, cancel.cancel).start()
     req = GenerationRequest(tokens=[], max_tokens=4, cancel=cancel,
-                                  infill=RemoteRequestExtras(prefix="a", suffix="b"))
+                                  infill=InfillParts(prefix="a", suffix="b"))
     t0 = time.monotonic()
     assert backend.generate(req).stop_reason == "cancelled"
     assert time.monotonic() - t0 < 2.0  # the reply was 3 s away
@@ -468,7 +464,7 @@ def test_infill_probe_reads_context_size(engine: Any) -> None:
 def test_streamed_error_is_raised(engine: Any, chunks: list[bytes]) -> None:
     backend = InfillBackend(RemoteConfig(endpoint=engine(Reply(chunks)).url))
     req = GenerationRequest(tokens=[], max_tokens=4,
-                                  infill=RemoteRequestExtras(prefix="a", suffix="b"))
+                                  infill=InfillParts(prefix="a", suffix="b"))
     with pytest.raises(RemoteError, match="reported an error: the prompt is too long") as info:
         backend.generate(req)
     assert not info.value.down
