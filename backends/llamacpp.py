@@ -29,7 +29,8 @@ from ghostfill.backends.base import (
 )
 from ghostfill.backends.cpu_features import choose_extra_buffer_types, ggml_features
 from ghostfill.backends.sequences import common_prefix, prompt_lookup
-from ghostfill.completion.tokenizer import LlamaCppTokenizer, StreamDecoder, route_llama_logs
+from ghostfill.backends.token_loop import TokenLoop
+from ghostfill.completion.tokenizer import LlamaCppTokenizer, route_llama_logs
 from ghostfill.errors import BackendError, ModelLoadError
 from ghostfill.models import check_gguf
 
@@ -297,67 +298,28 @@ class LlamaCppBackend:
         batch; accepted tokens are exactly the ones greedy decoding would produce, and each one
         still passes every stop check on its own, so drafts never change what is returned.
         """
-        decoder = StreamDecoder(self.tokenizer)
-        state = {"text": "", "reason": "max_tokens"}
-        out: list[int] = []
         room = self.context_length - len(self._cached) - 1
         limit = max(0, min(request.max_tokens, room))
-        history = list(request.tokens)
-
+        loop = TokenLoop(request, timings, tokenizer=self.tokenizer, limit=limit,
+                         context_limited=room < request.max_tokens)
         banned = list(request.banned_first)
-        content = {"seen": not banned}  # a non-whitespace token was generated
 
         def choose(logits: np.ndarray) -> int:
-            if not content["seen"]:
+            if loop.banning:
                 logits = logits.copy()
                 logits[banned] = -np.inf
             return int(np.argmax(logits))
 
-        def emit(token: int) -> bool:
-            """Take one greedy token; True when generation must stop."""
-            if token in request.stop_ids:
-                state["reason"] = "stop_token"
-                return True
-            out.append(token)
-            if not content["seen"] and self.tokenizer.decode_bytes([token]).strip():
-                content["seen"] = True
-            history.append(token)
-            piece = decoder.push(token)
-            if not timings.first_token_ms:
-                timings.first_token_ms = (time.monotonic() - request.created) * 1000
-            if piece:
-                state["text"] += piece
-                if request.on_text is not None:
-                    request.on_text(piece)
-            if request.stopper is not None:
-                cut = request.stopper.check(state["text"])
-                if cut is not None:
-                    state["text"] = state["text"][:cut]
-                    state["reason"] = "stop_rule"
-                    return True
-            if request.cancel.cancelled:
-                state["reason"] = "cancelled"
-                return True
-            if request.deadline is not None and time.monotonic() >= request.deadline:
-                state["reason"] = "deadline"
-                if request.stopper is not None:
-                    state["text"] = request.stopper.cut_at_deadline(state["text"])
-                return True
-            if len(out) >= limit:
-                state["reason"] = "context_full" if room < request.max_tokens else "max_tokens"
-                return True
-            return False
-
         if limit == 0:
-            state["reason"] = "context_full"
+            loop.reason = "context_full"
         else:
             next_token = choose(self._last_logits())
-            while not emit(next_token):
+            while loop.push(next_token):
                 draft: list[int] = []
-                if request.speculative and self.draft_tokens > 0 and content["seen"]:
-                    budget = min(self.draft_tokens, limit - len(out) - 1)
-                    draft = prompt_lookup(history, budget, self.ngram_max,
-                                          LOOKUP_MIN_NGRAM) if budget > 0 else []
+                if request.speculative and self.draft_tokens > 0 and not loop.banning:
+                    budget = min(self.draft_tokens, limit - len(loop.tokens) - 1)
+                    draft = prompt_lookup([*request.tokens, *loop.tokens], budget,
+                                          self.ngram_max, LOOKUP_MIN_NGRAM) if budget > 0 else []
                 batch = [next_token, *draft]
                 base = len(self._cached)
                 self._decode(batch, all_logits=bool(draft))
@@ -369,21 +331,13 @@ class LlamaCppBackend:
                 timings.drafted_tokens += len(draft)
                 timings.accepted_tokens += accepted
                 self._truncate_cache(base + 1 + accepted)
-                stopped = False
-                for token in draft[:accepted]:
-                    if emit(token):
-                        stopped = True
-                        break
-                if stopped:
+                if not all(loop.push(token) for token in draft[:accepted]):
                     break
                 next_token = preds[accepted]
-        reason = state["reason"]
-        text = state["text"]
-        if reason in ("max_tokens", "stop_token", "context_full"):
-            text += decoder.flush()
-        timings.generated_tokens = len(out)
+        text = loop.finish()
+        timings.generated_tokens = len(loop.tokens)
         timings.decode_ms = (time.monotonic() - t0) * 1000
-        return Generation(text, out, reason, timings)  # type: ignore[arg-type]
+        return Generation(text, loop.tokens, loop.reason, timings)
 
     def close(self) -> None:
         with self._lock:

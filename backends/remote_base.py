@@ -30,6 +30,7 @@ from ghostfill.backends.remote_http import base_url, make_client, redact, reques
 from ghostfill.backends.remote_sse import SSEEvent
 from ghostfill.backends.remote_stream import StreamReader, pump
 from ghostfill.backends.remote_tokenizer import RemoteTokenizer
+from ghostfill.backends.token_loop import TokenLoop
 from ghostfill.completion.tokenizer import Tokenizer
 from ghostfill.config import RemoteConfig
 
@@ -218,9 +219,8 @@ class StreamingRemoteBackend:
     def _stream(self, request: GenerationRequest, body: dict[str, Any], timings: Timings,
                 start: float) -> Generation:
         stream = self._open(body)
-        text = ""
-        reason: StopReason | None = None
-        first: float | None = None
+        loop = TokenLoop(request, timings)
+        finish: StopReason | None = None  # what the server said ended the answer
         pieces = 0
         counted: Chunk = Chunk()
         try:
@@ -230,19 +230,14 @@ class StreamingRemoteBackend:
                     if getattr(chunk, name) is not None:
                         setattr(counted, name, getattr(chunk, name))
                 if chunk.text:
-                    if first is None:
-                        first = time.monotonic()
-                        timings.first_token_ms = (first - request.created) * 1000
                     pieces += 1
-                    text, cut = self._extend(request, text, chunk.text)
-                    if cut:
-                        reason = "stop_rule"
-                        break
-                if chunk.finish is not None and reason is None:
-                    reason = chunk.finish
+                    if not loop.add_text(chunk.text):
+                        break  # a stop rule
+                if chunk.finish is not None and finish is None:
+                    finish = chunk.finish
                 if chunk.done:
                     break
-            if stream.stopped is None and reason != "stop_rule":
+            if stream.stopped is None and loop.reason != "stop_rule":
                 stream.finish()  # ended normally: let the connection go back to the pool
         except RemoteError as error:
             if error.down and not self.health.claim(error):
@@ -250,12 +245,11 @@ class StreamingRemoteBackend:
             raise
         finally:
             stream.close()  # cancel, deadline, stop rule, error: cut the answer off now
-        if stream.stopped == "cancelled":
-            reason = "cancelled"
-        elif stream.stopped == "deadline":
-            reason = "deadline"
-            if request.stopper is not None:
-                text = request.stopper.cut_at_deadline(text)
+        if stream.stopped is not None:
+            loop.interrupt(stream.stopped)
+        elif loop.reason != "stop_rule":
+            loop.reason = finish or "stop_token"
+        first = loop.first
         end = time.monotonic()
         timings.prompt_ms = ((first or end) - start) * 1000
         timings.decode_ms = (end - first) * 1000 if first is not None else 0.0
@@ -267,17 +261,7 @@ class StreamingRemoteBackend:
         timings.generated_tokens = (
             counted.generated_tokens if counted.generated_tokens is not None else pieces
         )
-        return self._done(text, reason or "stop_token", timings, request)
-
-    @staticmethod
-    def _extend(request: GenerationRequest, text: str, piece: str) -> tuple[str, bool]:
-        """Append a delta, apply the stop rules, stream out only what is kept."""
-        new = text + piece
-        cut = request.stopper.check(new) if request.stopper is not None else None
-        kept = new if cut is None else new[:cut]
-        if request.on_text is not None and len(kept) > len(text):
-            request.on_text(kept[len(text):])
-        return kept, cut is not None
+        return self._done(loop.finish(), loop.reason, timings, request)
 
     def _done(self, text: str, reason: StopReason, timings: Timings,
               request: GenerationRequest) -> Generation:

@@ -2,8 +2,8 @@
 
 Loading lives in `hf_loading` (native classes, no remote code), the decoding loop in
 `speculative`; this module ties them to the Backend protocol: KV reuse between requests by
-longest common prefix, the per-token checks of a request (stop ids, stop rules, cancel,
-deadline, limits) and the pairing check that makes a draft model safe to use.
+longest common prefix, the per-token checks of a request (`token_loop`, shared with the other
+backends) and the pairing check that makes a draft model safe to use.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from ghostfill.backends.speculative import (
     decode,
     greedy_pick,
 )
-from ghostfill.completion.tokenizer import HFTokenizer, StreamDecoder
+from ghostfill.backends.token_loop import TokenLoop
+from ghostfill.completion.tokenizer import HFTokenizer
 from ghostfill.errors import BackendError, ModelLoadError, ModelNotAvailable
 from ghostfill.models import resolve
 
@@ -42,64 +43,6 @@ PAIRED_PIECES = (
     "<|endoftext|>", "<file_sep>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
 )
 SPECULATIVE_MODES = ("auto", "off", "prompt-lookup", "draft")
-
-
-class _RequestSink:
-    """The per-token checks of one request, in the llama.cpp backend's order."""
-
-    def __init__(self, request: GenerationRequest, tokenizer: HFTokenizer, limit: int,
-                 context_limited: bool, timings: Timings) -> None:
-        self.request = request
-        self.limit = limit
-        self.context_limited = context_limited
-        self.timings = timings
-        self.decoder = StreamDecoder(tokenizer)
-        self.tokens: list[int] = []
-        self.text = ""
-        self.reason = "max_tokens"
-
-    def push(self, token: int) -> bool:
-        req = self.request
-        if token in req.stop_ids:
-            self.reason = "stop_token"
-            return False
-        self.tokens.append(token)
-        if not self.timings.first_token_ms:
-            self.timings.first_token_ms = (time.monotonic() - req.created) * 1000
-        piece = self.decoder.push(token)
-        if piece:
-            self.text += piece
-            if req.on_text is not None:
-                req.on_text(piece)
-        if req.stopper is not None:
-            cut = req.stopper.check(self.text)
-            if cut is not None:
-                self.text = self.text[:cut]
-                self.reason = "stop_rule"
-                return False
-        if self.interrupted():
-            return False
-        if len(self.tokens) >= self.limit:
-            self.reason = "context_full" if self.context_limited else "max_tokens"
-            return False
-        return True
-
-    def interrupted(self) -> bool:
-        req = self.request
-        if req.cancel.cancelled:
-            self.reason = "cancelled"
-            return True
-        if req.deadline is not None and time.monotonic() >= req.deadline:
-            self.reason = "deadline"
-            if req.stopper is not None:
-                self.text = req.stopper.cut_at_deadline(self.text)
-            return True
-        return False
-
-    def finish(self) -> str:
-        if self.reason in ("max_tokens", "stop_token", "context_full"):
-            self.text += self.decoder.flush()
-        return self.text
 
 
 class TransformersBackend:
@@ -229,22 +172,23 @@ class TransformersBackend:
                 t0: float) -> Generation:
         room = self.context_length - len(request.tokens)
         limit = min(request.max_tokens, room)
-        sink = _RequestSink(request, self.tokenizer, limit, room < request.max_tokens, timings)
+        loop = TokenLoop(request, timings, tokenizer=self.tokenizer, limit=limit,
+                         context_limited=room < request.max_tokens)
         source, controller = self.draft_source(request)
         pick = greedy_pick if request.temperature <= 0 else _sampler(request.temperature)
         if request.banned_first:
             source, controller = None, None  # every token through `pick`
-            pick = _banning(pick, request.banned_first, self.tokenizer)
+            pick = _banning(pick, request.banned_first, loop)
         stats = self._guarded(lambda: decode(
-            self._target, logits, sink, source=source,
+            self._target, logits, loop, source=source,
             controller=controller, max_new=limit, pick=pick, cancel=request.cancel,
             deadline=request.deadline,
         ))
-        text = sink.finish()
-        timings.generated_tokens = len(sink.tokens)
+        text = loop.finish()
+        timings.generated_tokens = len(loop.tokens)
         timings.drafted_tokens, timings.accepted_tokens = stats.drafted, stats.accepted
         timings.decode_ms = (time.monotonic() - t0) * 1000
-        return Generation(text, sink.tokens, sink.reason, timings)  # type: ignore[arg-type]
+        return Generation(text, loop.tokens, loop.reason, timings)
 
     def _guarded(self, fn: Any) -> Any:
         """Run model work; a failure (e.g. out of GPU memory) becomes a BackendError."""
@@ -311,19 +255,15 @@ def _model_path(spec: str | Path) -> Path:
     return resolve(str(spec), offline=offline).path
 
 
-def _banning(pick: Any, banned: frozenset[int], tokenizer: Any) -> Any:
-    """`pick` that refuses `banned` ids until a non-whitespace token has been picked."""
+def _banning(pick: Any, banned: frozenset[int], loop: TokenLoop) -> Any:
+    """`pick` that refuses `banned` ids until the loop has taken a non-whitespace token."""
     ids = list(banned)
-    state = {"seen": False}
 
     def banning_pick(logits: Any) -> int:
-        if not state["seen"]:
+        if loop.banning:
             logits = logits.clone()
             logits[..., ids] = float("-inf")
-        token = pick(logits)
-        if not state["seen"] and tokenizer.decode_bytes([token]).strip():
-            state["seen"] = True
-        return token
+        return pick(logits)
 
     return banning_pick
 
