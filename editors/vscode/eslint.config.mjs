@@ -18,4 +18,14 @@ export default tseslint.config(
     files: ['**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
   },
+  {
+    // The end-to-end driver: Node, plus the functions it runs in the page (page.evaluate).
+    files: ['e2e/**/*.mjs'],
+    languageOptions: {
+      globals: {
+        setTimeout: 'readonly', fetch: 'readonly',
+        window: 'readonly', document: 'readonly', MutationObserver: 'readonly',
+      },
+    },
+  },
 );
