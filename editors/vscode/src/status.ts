@@ -91,6 +91,16 @@ export interface StatusBarText {
   tooltip: string;
 }
 
+/**
+ * The model as the status bar names it: a preset as is, a file or repo by its last path part
+ * without `.gguf`, at most 32 characters.
+ */
+export function shortModelName(model: string): string {
+  const last = model.split(/[\\/]/).filter(Boolean).pop() ?? model;
+  const name = last.replace(/\.gguf$/i, '');
+  return name.length > 32 ? `${name.slice(0, 31)}…` : name;
+}
+
 export function statusBarText(s: Status): StatusBarText {
   const model = s.model ?? 'model';
   const details = [
@@ -111,6 +121,7 @@ export function statusBarText(s: Status): StatusBarText {
     case 'starting':
       return { text: '$(loading~spin) ghostfill', tooltip };
     case 'loading':
+      // The percentage when the server reports one; the load's own message otherwise.
       return {
         text: `$(loading~spin) ghostfill ${s.percentage !== undefined ? `${Math.round(s.percentage)}%` : 'loading'}`,
         tooltip,
@@ -118,7 +129,7 @@ export function statusBarText(s: Status): StatusBarText {
     case 'error':
       return { text: '$(error) ghostfill', tooltip };
     case 'stopped':
-      return { text: '$(debug-disconnect) ghostfill', tooltip };
+      return { text: '$(debug-disconnect) ghostfill stopped', tooltip };
     case 'ready':
       break;
   }
@@ -126,7 +137,8 @@ export function statusBarText(s: Status): StatusBarText {
     return { text: '$(circle-slash) ghostfill', tooltip };
   }
   const latency = s.latencyMs !== undefined ? ` ${Math.round(s.latencyMs)} ms` : '';
-  return { text: `$(sparkle) ghostfill${latency}`, tooltip };
+  const name = s.model ? ` ${shortModelName(s.model)}` : '';
+  return { text: `$(sparkle) ghostfill${name}${latency}`, tooltip };
 }
 
 const n = (v: number | undefined): number => (typeof v === 'number' ? v : 0);

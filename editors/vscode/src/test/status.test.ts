@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { applyError, applyProgress, applyStats, formatStats, initialStatus, statusBarText } from '../status';
+import {
+  applyError, applyProgress, applyStats, formatStats, initialStatus, shortModelName, statusBarText,
+} from '../status';
 
 test('load progress shows in the status bar, then the model and latency', () => {
   let s = initialStatus(true);
@@ -12,9 +14,9 @@ test('load progress shows in the status bar, then the model and latency', () => 
   assert.match(statusBarText(s).tooltip, /loading gemma3-270m/);
   s = applyProgress(s, { kind: 'end', message: 'ready' });
   s = applyStats(s, { model: 'gemma3-270m', template: 'prefix-only', backend: 'llamacpp', state: 'ready' });
-  assert.equal(statusBarText(s).text, '$(sparkle) ghostfill');
+  assert.equal(statusBarText(s).text, '$(sparkle) ghostfill gemma3-270m');
   s = { ...s, latencyMs: 231.6 };
-  assert.equal(statusBarText(s).text, '$(sparkle) ghostfill 232 ms');
+  assert.equal(statusBarText(s).text, '$(sparkle) ghostfill gemma3-270m 232 ms');
   assert.match(statusBarText(s).tooltip, /gemma3-270m \(template prefix-only\), backend llamacpp/);
 });
 
@@ -26,6 +28,23 @@ test('a failed load stays an error after the progress ends', () => {
   assert.equal(statusBarText(s).text, '$(error) ghostfill');
   s = applyStats(s, { state: 'error', error: 'broken.gguf: bad magic' });
   assert.match(statusBarText(s).tooltip, /broken\.gguf: bad magic/);
+});
+
+test('the status bar names the model briefly', () => {
+  assert.equal(shortModelName('gemma3-270m'), 'gemma3-270m');
+  assert.equal(shortModelName('/home/me/models/qwen2.5-coder-1.5b-q8_0.gguf'), 'qwen2.5-coder-1.5b-q8_0');
+  assert.equal(shortModelName('C:\\models\\starcoder2-3b.GGUF'), 'starcoder2-3b');
+  assert.equal(shortModelName('Qwen/Qwen2.5-Coder-1.5B'), 'Qwen2.5-Coder-1.5B');
+  const long = shortModelName('a-very-long-model-name-with-many-parts-q4_k_m.gguf');
+  assert.equal(long.length, 32);
+  assert.ok(long.endsWith('…'));
+});
+
+test('a stopped server shows as stopped, with why in the tooltip', () => {
+  const s = { ...applyStats(initialStatus(true), { state: 'ready', model: 'gemma3-270m' }),
+    state: 'stopped' as const, error: 'the server was killed by signal SIGKILL' };
+  assert.equal(statusBarText(s).text, '$(debug-disconnect) ghostfill stopped');
+  assert.match(statusBarText(s).tooltip, /killed by signal SIGKILL/);
 });
 
 test('toggled off shows as off once ready', () => {
