@@ -18,6 +18,8 @@ import {
   State,
 } from 'vscode-languageclient/node';
 import { resolveServer } from './serverCommand';
+import { TRACE_SETTING, TraceChannel } from './trace';
+import { planWithWordList } from './wordList';
 import { buildServerOptions, needsRestart, type ServerOptions as GhostfillOptions } from './settings';
 import {
   applyProgress,
@@ -59,12 +61,32 @@ export function serverOptionsFromSettings(): GhostfillOptions {
   return buildServerOptions((key) => c.get(key));
 }
 
+/** How a server process ended, in words. */
+export function describeExit(code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal) {
+    return `was killed by signal ${signal}`;
+  }
+  return code === 0 ? 'exited' : `exited with code ${code}`;
+}
+
+/** A document changed this recently counts as being typed in (see wordList.ts). */
+const TYPING_MS = 1500;
+
 export class Session implements vscode.Disposable {
   client: LanguageClient | undefined;
   status: Status = initialStatus(true);
   private readonly statusBar: vscode.StatusBarItem;
   private readonly disposables: vscode.Disposable[] = [];
   private pollTimer: NodeJS.Timeout | undefined;
+  private readonly trace = new TraceChannel(() => config().get(TRACE_SETTING));
+  /** Set while the extension itself stops the server: that exit is no news. */
+  private stopping = false;
+  private readonly watched = new WeakSet<object>();
+  /** Last text change per document (uri → ms), and the last word list entry asked about. */
+  private readonly changedAt = new Map<string, number>();
+  private lastSelected: { key: string; text: string } | undefined;
+  /** The document version a ghostfill/suggestionReady re-request is for. */
+  private readyKey: string | undefined;
 
   constructor(private readonly output: vscode.LogOutputChannel) {
     this.statusBar = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
@@ -73,6 +95,13 @@ export class Session implements vscode.Disposable {
     this.disposables.push(
       this.statusBar,
       vscode.workspace.onDidChangeConfiguration((e) => this.onConfigurationChanged(e)),
+      vscode.workspace.onDidChangeTextDocument((e) => {
+        if (e.contentChanges.length) {
+          this.changedAt.set(e.document.uri.toString(), Date.now());
+        }
+      }),
+      vscode.workspace.onDidCloseTextDocument((d) => this.changedAt.delete(d.uri.toString())),
+      this.trace,
     );
     this.update({ ...this.status, enabled: this.enabled });
     this.statusBar.show();
@@ -117,6 +146,7 @@ export class Session implements vscode.Disposable {
       ]),
       initializationOptions: serverOptionsFromSettings(),
       outputChannel: this.output,
+      traceOutputChannel: this.trace,
       middleware: this.middleware(),
     };
     this.client = new LanguageClient('ghostfill', 'ghostfill', serverOptions, clientOptions);
@@ -135,20 +165,56 @@ export class Session implements vscode.Disposable {
     });
     this.disposables.push(this.client.onNotification(SUGGESTION_READY, (params: ReadyParams) =>
       void this.onSuggestionReady(params)));
-    this.disposables.push(this.client.onDidChangeState((e) => {
+    const client = this.client;
+    this.disposables.push(client.onDidChangeState((e) => {
       if (e.newState === State.Stopped) {
         this.update({ ...this.status, state: this.status.state === 'error' ? 'error' : 'stopped' });
+      } else if (e.newState === State.Running) {
+        // Also after vscode-languageclient restarted a server that died.
+        this.watchProcess(client);
+        if (this.status.state === 'stopped') {
+          this.update({ ...this.status, state: 'starting', error: undefined });
+        }
       }
     }));
     this.update({ ...initialStatus(this.enabled), state: 'starting' });
+    this.stopping = false;
     try {
-      await this.client.start();
+      await client.start();
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
       this.update({ ...this.status, state: 'error', error: message });
       return;
     }
+    this.watchProcess(client);
     await this.refreshStats();
+  }
+
+  /**
+   * Tell the user when the server process dies under them (a crash, a signal, the OOM killer):
+   * vscode-languageclient restarts it (up to 4 times in 3 minutes) but says nothing.
+   */
+  private watchProcess(client: LanguageClient): void {
+    const proc = client.serverProcess;
+    if (!proc || this.watched.has(proc)) {
+      return;
+    }
+    this.watched.add(proc);
+    proc.once('exit', (code, signal) => {
+      if (this.stopping || this.client !== client) {
+        return;
+      }
+      const what = `the server ${describeExit(code, signal)}`;
+      this.output.error(`${what} (pid ${proc.pid})`);
+      this.update({ ...this.status, state: 'stopped', error: what, latencyMs: undefined });
+      void vscode.window.showWarningMessage(
+        `ghostfill: ${what}; restarting it. See Output → ghostfill for its last words.`, 'Show Log',
+      ).then((choice) => {
+        if (choice === 'Show Log') {
+          this.output.show(true);
+        }
+      });
+    });
   }
 
   private middleware(): LanguageClientOptions['middleware'] {
@@ -168,7 +234,7 @@ export class Session implements vscode.Disposable {
           return undefined;
         }
         const started = Date.now();
-        const result = await next(document, position, context, token);
+        const result = await this.inlineWithWordList(document, position, context, token, next);
         const items = Array.isArray(result) ? result : result?.items;
         // A latency is shown for suggestions, not for empty answers.
         if (!token.isCancellationRequested && items && items.length > 0) {
@@ -194,6 +260,63 @@ export class Session implements vscode.Disposable {
     };
   }
 
+  /** See wordList.ts: ghost text while the word list is open. */
+  private async inlineWithWordList(
+    document: vscode.TextDocument, position: vscode.Position,
+    context: vscode.InlineCompletionContext, token: vscode.CancellationToken,
+    next: (document: vscode.TextDocument, position: vscode.Position,
+      context: vscode.InlineCompletionContext, token: vscode.CancellationToken)
+      => vscode.ProviderResult<vscode.InlineCompletionItem[] | vscode.InlineCompletionList>,
+  ): Promise<vscode.InlineCompletionItem[] | vscode.InlineCompletionList | null | undefined> {
+    const selected = context.selectedCompletionInfo;
+    // `editor.inlineSuggest.suppressSuggestions` (on by default with this extension, see
+    // package.json) says ghost text comes before the list; off, the model continues the
+    // selected entry, as VS Code's protocol has it.
+    const preferGhost = vscode.workspace.getConfiguration('editor', document)
+      .get<boolean>('inlineSuggest.suppressSuggestions', false);
+    if (!selected || !preferGhost) {
+      return next(document, position, context, token);
+    }
+    const key = `${document.uri.toString()}@${document.version}`;
+    // Same text, another entry selected: the user is moving through the list.
+    const choosing = this.lastSelected?.key === key && this.lastSelected.text !== selected.text;
+    this.lastSelected = { key, text: selected.text };
+    const typing = Date.now() - (this.changedAt.get(document.uri.toString()) ?? 0) < TYPING_MS;
+    const fromTyping = !choosing
+      && ((context.triggerKind === vscode.InlineCompletionTriggerKind.Automatic && typing)
+        || this.readyKey === key);
+    const plainContext: vscode.InlineCompletionContext = {
+      triggerKind: context.triggerKind, selectedCompletionInfo: undefined,
+    };
+    const plain = await next(document, position, plainContext, token);
+    if (token.isCancellationRequested) {
+      return undefined;
+    }
+    const first = (Array.isArray(plain) ? plain : plain?.items)?.[0];
+    const plainText = first && typeof first.insertText === 'string'
+      && (!first.range || first.range.start.isEqual(position)) ? first.insertText : undefined;
+    const plan = planWithWordList({
+      typed: document.getText(new vscode.Range(selected.range.start, position)),
+      selected: selected.text,
+      plain: plainText,
+      fromTyping,
+    });
+    this.output.debug(`word list open on "${selected.text}": ${plan.kind}`);
+    switch (plan.kind) {
+      case 'extend':
+        return [new vscode.InlineCompletionItem(plan.insertText,
+          new vscode.Range(selected.range.start, first?.range?.end ?? position), first?.command)];
+      case 'hide':
+        // VS Code asks again without the list; that answer comes from the server's cache.
+        await vscode.commands.executeCommand('hideSuggestWidget');
+        return plain;
+      case 'continue':
+        return next(document, position, context, token);
+      case 'none':
+        return plain;
+    }
+  }
+
   /** `ghostfill/suggestionReady`: ask again if the editor is still where it was asked. */
   private async onSuggestionReady(params: ReadyParams): Promise<void> {
     const editor = vscode.window.activeTextEditor;
@@ -207,6 +330,7 @@ export class Session implements vscode.Disposable {
       || at.line !== params.position.line || at.character !== params.position.character) {
       return;
     }
+    this.readyKey = `${doc.uri.toString()}@${doc.version}`;
     await vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
   }
 
@@ -234,6 +358,9 @@ export class Session implements vscode.Disposable {
     if (!e.affectsConfiguration('ghostfill')) {
       return;
     }
+    if (e.affectsConfiguration(`ghostfill.${TRACE_SETTING}`)) {
+      this.trace.refresh();
+    }
     if (e.affectsConfiguration('ghostfill.enable')) {
       this.update({ ...this.status, enabled: this.enabled });
     }
@@ -246,6 +373,7 @@ export class Session implements vscode.Disposable {
       await client.sendNotification(DidChangeConfigurationNotification.type, {
         settings: { ghostfill: serverOptionsFromSettings() },
       });
+      this.output.info('settings changed: sent to the server');
       await this.refreshStats();
     }
   }
@@ -254,6 +382,7 @@ export class Session implements vscode.Disposable {
     clearTimeout(this.pollTimer);
     const client = this.client;
     this.client = undefined;
+    this.stopping = true;
     if (client) {
       await client.stop().catch(() => undefined);
       await client.dispose().catch(() => undefined);

@@ -56,6 +56,8 @@ export const CLIENT_SETTINGS: readonly string[] = [
   'serverPath',
   'serverArgs',
   'documentSelector',
+  // Read by vscode-languageclient (`<client id>.trace.server`); see trace.ts.
+  'trace.server',
 ];
 
 export type ServerOptions = Record<string, Record<string, unknown>>;
