@@ -93,12 +93,20 @@ class CompletionService:
     async def suggest(self, engine: Any, session: DocumentSession, offset: int, *,
                       invoked: bool, created: float, debounce_s: float, budget_s: float,
                       edit: tuple[int, int, str] | None = None,
-                      cursor: int | None = None) -> Answer:
+                      cursor: int | None = None, arrived_at: int | None = None) -> Answer:
         """The suggestion at `offset`; with `edit`, at `offset` of the text after that edit
         (a completion item applied). `cursor`: where the client's cursor is in the document
-        (default `offset`), which is where `ghostfill/suggestionReady` points."""
+        (default `offset`), which is where `ghostfill/suggestionReady` points. `arrived_at`: the
+        server's edit count when the request arrived (`lsp.protocol.ARRIVED_AT`)."""
         self.stats.add(requests=1)
         doc = session.doc
+        if session.stale_for(arrived_at):
+            # Edited since the client asked (the request waited for the model to load, or
+            # behind other messages): its position is of an older text, and the client
+            # asks again after that edit.
+            self.stats.add(stale=1)
+            return Answer("", "none", False)
+        version = doc.version
         session.asked = (doc.version, offset if cursor is None else cursor)
         if edit is None:
             prefix, suffix = doc.text[:offset], doc.text[offset:]
@@ -116,6 +124,9 @@ class CompletionService:
         source = session.snapshot(offset, edit)
         multiline = await self._multiline(engine, source)
         session.adopt(source)
+        if doc.version != version or session.stale_for(arrived_at):
+            self.stats.add(stale=1)
+            return Answer("", "none", multiline)
         hit = self.cache.get(prefix, suffix, multiline)
         if hit is not None:
             self.stats.add(cache_hits=1, prefetch_hits=int(hit.prefetched))
@@ -129,7 +140,6 @@ class CompletionService:
                 if cancel.cancelled:
                     self.stats.add(cancelled=1)
                     return Answer("", "none", multiline)
-            version = doc.version
             prepared = await self.prepare(engine, source, multiline)
             session.adopt(source)
             if cancel.cancelled:
@@ -138,6 +148,11 @@ class CompletionService:
             self.stats.add(misses=1)
             result = await self._run_model(engine.run, prepared, cancel=cancel, created=created,
                                            deadline=created + budget_s)
+        except asyncio.CancelledError:
+            # $/cancelRequest: the model thread goes on unless its token says stop.
+            cancel.cancel("$/cancelRequest")
+            self.stats.add(cancelled=1)
+            raise
         finally:
             session.done(cancel)
         timings = result.timings

@@ -8,6 +8,7 @@ request is answered with a proper InvalidParams error carrying its id.
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,12 @@ from pygls.protocol.language_server import lsp_method
 from ghostfill.lsp.messages import REQUESTS
 
 log = logging.getLogger("ghostfill.protocol")
+
+#: The server's edit count when the current request arrived. pygls starts an async handler as
+#: a task, after the notifications that came in the same read have been applied; a handler
+#: compares this with its document's last edit to know whether its position is still of the
+#: current text (`DocumentSession.edited_at`).
+ARRIVED_AT: ContextVar[int] = ContextVar("ghostfill_arrived_at", default=0)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,11 @@ class GhostfillProtocol(LanguageServerProtocol):
         if text_document is not None and text_document.inline_completion is not None:
             result.capabilities.completion_provider = None
         return result
+
+    def _handle_request(self, msg_id: Any, method_name: str, params: Any) -> None:
+        # Runs in the request's own context, which its handler's task inherits.
+        ARRIVED_AT.set(getattr(self._server, "edit_count", 0))
+        super()._handle_request(msg_id, method_name, params)
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         if isinstance(data, dict) and "method" in data and "jsonrpc" in data:

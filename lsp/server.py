@@ -47,7 +47,7 @@ from ghostfill.lsp.messages import (
     SuggestionReadyParams,
 )
 from ghostfill.lsp.positions import UTF8, UTF16, UTF32
-from ghostfill.lsp.protocol import GhostfillProtocol, plain
+from ghostfill.lsp.protocol import ARRIVED_AT, GhostfillProtocol, plain
 from ghostfill.lsp.session import DocumentSession
 from ghostfill.lsp.stats import Stats
 
@@ -74,6 +74,8 @@ class GhostfillServer(LanguageServer):
         self.config = config or Config()
         #: One session per open document: its text and tree, its requests, its suggestion.
         self.sessions: dict[str, DocumentSession] = {}
+        #: Edits received (all documents): orders requests against edits (`ARRIVED_AT`).
+        self.edit_count = 0
         self.engine: Any = None
         self.load_error: GhostfillError | None = None
         self.state = "loading"
@@ -413,6 +415,8 @@ def did_change(ls: GhostfillServer, params: types.DidChangeTextDocumentParams) -
         else:
             doc.replace_all(change.text, params.text_document.version)
     doc.version = params.text_document.version
+    ls.edit_count += 1
+    session.edited_at = ls.edit_count
     session.cancel("document changed")
     ls.reparse_when_idle(session)
 
@@ -476,10 +480,7 @@ async def _suggest(ls: GhostfillServer, uri: str, position: types.Position, invo
         answer = await ls.service.suggest(
             engine, session, offset, invoked=invoked, created=created,
             debounce_s=ls.config.server.debounce_ms / 1000, budget_s=ls.budget_s(invoked),
-            edit=edit, cursor=cursor)
-    except asyncio.CancelledError:
-        session.cancel("$/cancelRequest")
-        raise
+            edit=edit, cursor=cursor, arrived_at=ARRIVED_AT.get())
     except GhostfillError as e:
         ls.show_error(str(e))
         return None

@@ -54,6 +54,13 @@ class DocumentSession:
         self.snippet_line: int | None = None
         #: The idle reparse scheduled after the last edit.
         self.reparse: asyncio.TimerHandle | None = None
+        #: The server's edit count at this document's last edit: a request that arrived
+        #: before it asked about an older text (`lsp.protocol.ARRIVED_AT`).
+        self.edited_at = 0
+
+    def stale_for(self, arrived_at: int | None) -> bool:
+        """Whether the document was edited after a request that arrived at `arrived_at`."""
+        return arrived_at is not None and self.edited_at > arrived_at
 
     @property
     def uri(self) -> str:

@@ -89,51 +89,6 @@ async def test_fim_request_and_command_fill_the_hole(client: LanguageClient):
     assert len([m for m in client.messages if m.type == types.MessageType.Warning]) == 1
 
 
-async def test_type_through_is_served_without_the_model(client: LanguageClient):
-    uri = "file:///tmp/ghostfill-server/tt.py"
-    open_doc(client, uri, SOURCE)
-    items = await inline(client, uri, BODY_LINE, 4)
-    assert items, await stats(client)
-    shown = items[0].insert_text
-    assert len(shown) >= 3, shown
-    before = await stats(client)
-    version = 1
-    typed = 0
-    for ch in shown[:2]:
-        if ch == "\n":
-            break
-        version += 1
-        change(client, uri, version, (BODY_LINE, 4 + typed), (BODY_LINE, 4 + typed), ch)
-        typed += 1
-        items = await inline(client, uri, BODY_LINE, 4 + typed)
-        assert items and items[0].insert_text == shown[typed:]
-    after = await stats(client)
-    assert after.cache.type_through == before.cache.type_through + typed
-    assert after.model_calls == before.model_calls
-
-
-async def test_a_burst_of_edits_answers_only_the_latest(client: LanguageClient):
-    uri = "file:///tmp/ghostfill-server/burst.py"
-    line = "values = [1, 2, 3]\nfor v in values:\n    total = "
-    open_doc(client, uri, line)
-    pending = []
-    word = "v * 2 + 1 if v else 0  # " * 4
-    for i in range(100):
-        change(client, uri, i + 2, (2, 12 + i), (2, 12 + i), word[i])
-        pending.append(client.text_document_inline_completion_async(
-            inline_params(uri, 2, 13 + i, invoked=False)))
-    results = await asyncio.gather(*pending, return_exceptions=True)
-    answered = [i for i, r in enumerate(results)
-                if not isinstance(r, BaseException) and r is not None and r.items]
-    # Only a request for the final text may be answered; everything older is dropped.
-    assert all(i == 99 for i in answered), answered
-    final = await server_text(client, uri)
-    assert final == line + word[:100]
-    s = await stats(client)
-    assert s.model_calls <= 10  # superseded requests never reached the model
-    assert s.state == "ready"
-
-
 async def test_malformed_params_are_invalid_params(client: LanguageClient):
     open_doc(client, PY, SOURCE)
     ctx = {"triggerKind": 1}
