@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -46,49 +46,66 @@ class Stopper(Protocol):
         ...
 
 
-@dataclass
-class InfillParts:
-    """The prompt as parts, for engines that build the FIM prompt themselves (llama.cpp /infill)."""
+@dataclass(frozen=True)
+class PromptParts:
+    """The prompt a backend is handed: rendered, and in labelled parts.
 
+    Each backend takes what it needs: the rendered prompt's token ids (llama.cpp,
+    transformers), its text (servers behind OpenAI's completions API, which tokenize
+    themselves), or the parts, for an engine that lays out the FIM prompt itself (llama.cpp's
+    `/infill`). The parts, in document order: cross-file `context`, then `prefix` (the head of
+    the prompt and the document up to the cursor line), `middle` (the typed part of the cursor
+    line), the answer, `suffix`.
+    """
+
+    #: The rendered prompt's ids, in the backend's tokenizer.
+    tokens: list[int] = field(default_factory=list)
+    #: The rendered prompt as text, control tokens spelled out (None: not rendered as text).
+    text: str | None = None
+    #: Chunks of other files, as (filename, text), placed before the document.
+    context: Sequence[tuple[str, str]] = ()
+    #: What precedes the cursor line's typed part (None: the prompt is not given in parts).
     prefix: str | None = None
-    suffix: str | None = None
-    #: Cross-file chunks, `[{"filename": ..., "text": ...}]` (llama.cpp `input_extra`).
-    extra: list[dict[str, str]] | None = None
-    #: Stop strings (the template's control tokens spelled as text) for text-level engines.
-    stop: tuple[str, ...] = ()
-    #: Minimum indentation of generated lines (llama.cpp `n_indent`); None leaves it unset.
-    n_indent: int | None = None
-    #: The typed part of the cursor line (llama.cpp `prompt` on `/infill`, which the server
-    #: tokenizes on its own and places right after the prefix, whatever its README says).
-    prompt: str = ""
-    #: The document the request is for (its path): a server with slots keeps one per document.
+    #: The typed part of the cursor line (and what a resumed generation produced so far): kept
+    #: apart because a keystroke changes only it (llama.cpp `prompt` on `/infill`, which the
+    #: server tokenizes on its own and places right after the prefix).
+    middle: str = ""
+    suffix: str = ""
+    #: The document the prompt is for (its path): a server with slots keeps one per document.
     document: str | None = None
 
 
 @dataclass
 class GenerationRequest:
-    tokens: list[int]
+    prompt: PromptParts
     max_tokens: int
     stop_ids: frozenset[int] = frozenset()
+    #: The template's control tokens spelled as text: stop strings for engines that take text.
+    stop_strings: tuple[str, ...] = ()
     stopper: Stopper | None = None
     #: Absolute `time.monotonic()` deadline; None means no budget.
     deadline: float | None = None
     cancel: CancelToken = field(default_factory=CancelToken)
-    #: Called with each new piece of text as it is decoded (streaming).
+    #: Called with each piece of text the answer keeps, as it is generated: how a caller
+    #: watches the answer stream in (`TokenLoop.add_text`).
     on_text: Callable[[str], None] | None = None
     #: When the keystroke that caused the request happened (monotonic), for queue timing.
     created: float = field(default_factory=time.monotonic)
     #: Allow speculative drafts (prompt lookup or a draft model), when the backend has them.
     speculative: bool = True
     temperature: float = 0.0
-    #: Raw prompt text for backends whose server tokenizes itself (remote engines).
-    prompt_text: str | None = None
-    #: Prompt parts for engines that template the prompt themselves.
-    infill: InfillParts | None = None
+    #: Minimum indentation of generated lines, for engines that stop on it themselves
+    #: (llama.cpp `n_indent`); None leaves it unset.
+    min_indent: int | None = None
     #: Ids the first non-whitespace token may not be: the model's next choice after the
     #: filters rejected answers starting with them (whitespace first tokens are indentation,
     #: not a different answer). Honoured by the token-prompt backends, without drafts.
     banned_first: frozenset[int] = frozenset()
+
+    @property
+    def tokens(self) -> list[int]:
+        """The rendered prompt's ids (`prompt.tokens`)."""
+        return self.prompt.tokens
 
 
 @dataclass
@@ -138,13 +155,36 @@ def check_prompt(tokens: list[int], context_length: int) -> None:
 
 
 class Backend(Protocol):
-    name: str
-    model_name: str
-    tokenizer: Tokenizer
-    context_length: int
-    # Optional `resumable: bool` (default False): prompts are token ids and
-    # `Generation.tokens` are the very ids generated. Remote backends send text and re-encode
-    # what came back, so a generation cannot be resumed token for token there.
+    """What the engine needs of a backend: what it is and can do, generation, cache warming."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    @property
+    def context_length(self) -> int:
+        """Tokens a prompt and its answer may take; a remote backend learns it from its
+        server (`probe`)."""
+        ...
+
+    @property
+    def resumable(self) -> bool:
+        """Prompts are token ids and `Generation.tokens` the very ids generated, so a
+        generation can be resumed token for token (`CompletionEngine.resume`) and the first
+        token of a rejected answer banned (`banned_first`). Remote backends send text and
+        re-encode what came back: False."""
+        ...
+
+    def probe(self) -> dict[str, object]:
+        """Learn what the server offers (context length, slots) and adopt it; returns what it
+        said. Local backends have nothing to ask ({}). Raises BackendError when the server
+        cannot be asked."""
+        ...
 
     def generate(self, request: GenerationRequest) -> Generation:
         """Generate greedily (or sampled) until a stop; never raise for cancel or deadline."""

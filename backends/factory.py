@@ -7,6 +7,15 @@ from ghostfill.config import Config
 from ghostfill.errors import ConfigError, ModelNotAvailable
 from ghostfill.models import ResolvedModel, resolve
 
+#: Backends that send generation to a server elsewhere: no model, and no native model code, in
+#: this process.
+REMOTE_BACKENDS = frozenset({"openai", "infill"})
+
+
+def is_remote(config: Config) -> bool:
+    """Whether the configured backend is a remote one (`REMOTE_BACKENDS`)."""
+    return config.model.backend in REMOTE_BACKENDS
+
 
 def backend_kind(config: Config, model: ResolvedModel | None) -> str:
     kind = config.model.backend
@@ -19,7 +28,7 @@ def backend_kind(config: Config, model: ResolvedModel | None) -> str:
 
 def create_backend(config: Config) -> Backend:
     mc = config.model
-    if mc.backend in ("openai", "infill"):
+    if is_remote(config):
         return _remote_backend(config)
     model = resolve(mc.name, offline=mc.offline)
     kind = backend_kind(config, model)

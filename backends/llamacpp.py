@@ -24,6 +24,7 @@ from ghostfill.backends.base import (
     CancelToken,
     Generation,
     GenerationRequest,
+    StopReason,
     Timings,
     check_prompt,
 )
@@ -262,6 +263,10 @@ class LlamaCppBackend:
         return self._shift_ok
 
     # -- Backend protocol -------------------------------------------------------------
+    def probe(self) -> dict[str, object]:
+        """Nothing to ask: the model is in this process."""
+        return {}
+
     def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
         tokens = tokens[: self.context_length - 1]
         if not tokens:
@@ -283,7 +288,7 @@ class LlamaCppBackend:
             after_prompt = time.monotonic()
             timings.prompt_ms = (after_prompt - start) * 1000
             if not done.finished:
-                reason = "cancelled" if request.cancel.cancelled else "deadline"
+                reason: StopReason = "cancelled" if request.cancel.cancelled else "deadline"
                 timings.total_ms = (after_prompt - request.created) * 1000
                 return Generation("", [], reason, timings)
             result = self._decode_loop(request, timings, after_prompt)

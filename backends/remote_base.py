@@ -21,7 +21,6 @@ from ghostfill.backends.base import (
     CancelToken,
     Generation,
     GenerationRequest,
-    InfillParts,
     StopReason,
     Timings,
 )
@@ -35,10 +34,6 @@ from ghostfill.completion.tokenizer import Tokenizer
 from ghostfill.config import RemoteConfig
 
 log = logging.getLogger("ghostfill.remote")
-
-
-def extras_of(request: GenerationRequest) -> InfillParts | None:
-    return request.infill
 
 
 class Health:
@@ -119,6 +114,8 @@ class StreamingRemoteBackend:
 
     name = "remote"
     path = "/"
+    #: The server tokenizes the text sent; `Generation.tokens` re-encode what came back.
+    resumable = False
 
     def __init__(
         self,
@@ -172,6 +169,10 @@ class StreamingRemoteBackend:
     def parse(self, event: SSEEvent) -> Chunk:
         raise NotImplementedError
 
+    def probe(self) -> dict[str, Any]:
+        """Ask the server what it offers (each engine has its own page for it)."""
+        raise NotImplementedError
+
     # -- Backend protocol ---------------------------------------------------------------
     def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
         """Nothing to do ahead of time: the servers cache prompts themselves (prefix caching)."""
@@ -184,8 +185,7 @@ class StreamingRemoteBackend:
         self._client.close()
 
     def stop_strings(self, request: GenerationRequest) -> list[str]:
-        extras = extras_of(request)
-        out = list(self.stop) + list(extras.stop if extras else ())
+        out = list(self.stop) + list(request.stop_strings)
         return list(dict.fromkeys(s for s in out if s))
 
     def generate(self, request: GenerationRequest) -> Generation:

@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from ghostfill.backends.base import GenerationRequest, StopReason
-from ghostfill.backends.remote_base import Chunk, StreamingRemoteBackend, count, extras_of
+from ghostfill.backends.remote_base import Chunk, StreamingRemoteBackend, count
 from ghostfill.backends.remote_sse import SSEEvent, json_event
 from ghostfill.errors import BackendError
 
@@ -39,19 +39,18 @@ class InfillBackend(StreamingRemoteBackend):
     name = "infill"
     path = "/infill"
 
-
     def build_body(self, request: GenerationRequest) -> dict[str, Any]:
-        extras = extras_of(request)
-        if extras is None or extras.prefix is None:
+        prompt = request.prompt
+        if prompt.prefix is None:
             raise BackendError(
-                "the infill backend needs the prefix and suffix: set request.infill to an "
-                "InfillParts"
+                "the infill backend needs the prefix and suffix: the prompt in parts "
+                "(request.prompt.prefix)"
             )
         body: dict[str, Any] = {
-            "input_prefix": extras.prefix,
-            "input_suffix": extras.suffix or "",
-            "input_extra": [_chunk(c) for c in extras.extra or ()],
-            "prompt": extras.prompt,
+            "input_prefix": prompt.prefix,
+            "input_suffix": prompt.suffix,
+            "input_extra": [{"filename": name, "text": text} for name, text in prompt.context],
+            "prompt": prompt.middle,
             "n_predict": request.max_tokens,
             "temperature": request.temperature,
             "cache_prompt": True,
@@ -65,9 +64,9 @@ class InfillBackend(StreamingRemoteBackend):
         stop = self.stop_strings(request)
         if stop:
             body["stop"] = stop
-        if extras.n_indent:
-            body["n_indent"] = extras.n_indent
-        slot = self.slot_for(extras.document)
+        if request.min_indent:
+            body["n_indent"] = request.min_indent
+        slot = self.slot_for(prompt.document)
         if slot is not None:
             body["id_slot"] = slot
         if request.deadline is not None and math.isfinite(request.deadline):
@@ -110,12 +109,6 @@ class InfillBackend(StreamingRemoteBackend):
         if slots and slots > 0:
             self.slots = slots
         return info if isinstance(info, dict) else {"props": info}
-
-
-def _chunk(item: Any) -> dict[str, str]:
-    if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-        raise BackendError("input_extra chunks must be {'filename': str, 'text': str}")
-    return {"filename": str(item.get("filename", "")), "text": item["text"]}
 
 
 def _stop_reason(obj: dict[str, Any]) -> StopReason:

@@ -1,6 +1,6 @@
 """Generation on any server that speaks OpenAI's legacy completions API, streamed.
 
-ghostfill renders the FIM prompt itself (`request.prompt_text`, control tokens spelled out) and
+ghostfill renders the FIM prompt itself (`request.prompt.text`, control tokens spelled out) and
 sends it to `POST {endpoint}/v1/completions` with `stream: true`. The engines differ in small
 ways, all absorbed here:
 
@@ -58,10 +58,11 @@ class OpenAICompletionsBackend(StreamingRemoteBackend):
         self.include_usage = include_usage
 
     def build_body(self, request: GenerationRequest) -> dict[str, Any]:
-        if request.prompt_text is None:
-            raise BackendError("the openai backend needs request.prompt_text (the rendered prompt)")
+        if request.prompt.text is None:
+            raise BackendError("the openai backend needs the rendered prompt's text "
+                               "(request.prompt.text)")
         body: dict[str, Any] = {
-            "prompt": request.prompt_text,
+            "prompt": request.prompt.text,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "stream": True,
@@ -73,8 +74,7 @@ class OpenAICompletionsBackend(StreamingRemoteBackend):
             body["stop"] = stop
         if self.include_usage:
             body["stream_options"] = {"include_usage": True}
-        extras = request.infill
-        slot = self.slot_for(extras.document if extras is not None else None)
+        slot = self.slot_for(request.prompt.document)
         if slot is not None:  # llama-server only (slots come from its /props)
             body["id_slot"] = slot
         return body

@@ -18,6 +18,7 @@ from ghostfill.backends.base import (
     CancelToken,
     Generation,
     GenerationRequest,
+    StopReason,
     Timings,
     check_prompt,
 )
@@ -136,6 +137,10 @@ class TransformersBackend:
         return self._lookup, self._controllers["prompt-lookup"]
 
     # -- Backend protocol -------------------------------------------------------------
+    def probe(self) -> dict[str, object]:
+        """Nothing to ask: the model is in this process."""
+        return {}
+
     def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
         tokens = tokens[: self.context_length - 1]
         if not tokens:
@@ -143,7 +148,8 @@ class TransformersBackend:
         with self._lock:
             evaluated = self._guarded(lambda: self._target.sync(tokens, cancel).evaluated)
             if self._draft is not None and not (cancel is not None and cancel.cancelled):
-                self._guarded(lambda: self._draft.warm(tokens, cancel))  # type: ignore[union-attr]
+                draft = self._draft
+                self._guarded(lambda: draft.warm(tokens, cancel))
             return evaluated
 
     def generate(self, request: GenerationRequest) -> Generation:
@@ -161,7 +167,7 @@ class TransformersBackend:
             after_prompt = time.monotonic()
             timings.prompt_ms = (after_prompt - start) * 1000
             if synced.logits is None:
-                reason = "cancelled" if request.cancel.cancelled else "deadline"
+                reason: StopReason = "cancelled" if request.cancel.cancelled else "deadline"
                 timings.total_ms = (after_prompt - request.created) * 1000
                 return Generation("", [], reason, timings)
             result = self._decode(request, synced.logits, timings, after_prompt)

@@ -24,7 +24,7 @@ DECODE_TOKENS = 64
 def measure(model_path: Path, extra: bool, threads: int | None) -> dict[str, Any]:
     import json.decoder as decoder
 
-    from ghostfill.backends.base import GenerationRequest
+    from ghostfill.backends.base import GenerationRequest, PromptParts
     from ghostfill.backends.llamacpp import LlamaCppBackend
 
     started = time.monotonic()
@@ -34,9 +34,9 @@ def measure(model_path: Path, extra: bool, threads: int | None) -> dict[str, Any
     try:
         tok = backend.tokenizer
         source = Path(decoder.__file__).read_text()
-        ids = ([tok.bos_id] if tok.add_bos else []) + tok.encode(source)
+        ids = ([tok.bos_id] if tok.add_bos and tok.bos_id is not None else []) + tok.encode(source)
         prompt = ids[:PROMPT_TOKENS]
-        out = backend.generate(GenerationRequest(prompt, max_tokens=DECODE_TOKENS))
+        out = backend.generate(GenerationRequest(PromptParts(prompt), max_tokens=DECODE_TOKENS))
         t = out.timings
         decoded = max(1, t.generated_tokens - 1)
         return {

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ghostfill.backends.base import GenerationRequest
+from ghostfill.backends.base import GenerationRequest, PromptParts
 from ghostfill.bench.holes import Task, load_tasks, multi_line_holes, sample_tasks
 from ghostfill.completion.postprocess import FILTERS, postprocess
 from ghostfill.completion.snapshot import CompletionInput
@@ -235,13 +235,13 @@ def deadline_after(start: float, budget_ms: int | None) -> float:
 
 
 def run_raw(engine: Any, task: Task, options: Options) -> Attempt:
-    tokenizer = engine.backend.tokenizer
+    tokenizer = engine.tokenizer
     start = time.monotonic()
     bos = [tokenizer.bos_id] if tokenizer.add_bos and tokenizer.bos_id is not None else []
     room = engine.context_length - options.tokens - len(bos) - 1
     tokens = bos + tokenizer.encode(task.prompt)[-room:]
     request = GenerationRequest(
-        tokens=tokens,
+        PromptParts(tokens),
         max_tokens=options.tokens,
         stop_ids=frozenset(tokenizer.eos_ids),
         stopper=RawCut(task.multiline),
@@ -270,7 +270,7 @@ def run_pipeline(engine: Any, task: Task, options: Options, ablations: list[str]
     latency = (time.monotonic() - start) * 1000
     # The generated ids are not in the result; re-encoding the model text comes close enough
     # for restoring the cache (see generate_all).
-    cache = prepared.prompt.tokens + engine.backend.tokenizer.encode(result.raw)
+    cache = prepared.prompt.tokens + engine.tokenizer.encode(result.raw)
     out = {"": Attempt(result.text, result.raw, result.stop_reason, latency, result.timings,
                        cache=cache)}
     if not ablations:
@@ -292,10 +292,10 @@ def _timed_postprocess(raw: str, filters: Any, disabled: frozenset[str]) -> tupl
 def warm_up(engine: Any) -> None:
     """One short generation before timing anything: the first request of a process pays for
     paging the weights in, which is a start-up cost and not a per-completion one."""
-    tokenizer = engine.backend.tokenizer
+    tokenizer = engine.tokenizer
     bos = [tokenizer.bos_id] if tokenizer.add_bos and tokenizer.bos_id is not None else []
     tokens = bos + tokenizer.encode("def add(a, b):\n    return")
-    engine.backend.generate(GenerationRequest(tokens=tokens, max_tokens=4,
+    engine.backend.generate(GenerationRequest(PromptParts(tokens), max_tokens=4,
                                               stop_ids=frozenset(tokenizer.eos_ids)))
 
 
@@ -341,7 +341,7 @@ def _generate_chunks(engine: Any, tasks: list[Task], options: Options, log: Log,
     for first in range(0, len(tasks), CHUNK):
         for config, disabled in passes:
             if left_in_cache.get(config):
-                engine.backend.warm(left_in_cache[config])
+                engine.warm(left_in_cache[config])
             for i in range(first, min(first + CHUNK, len(tasks))):
                 task = tasks[i]
                 if config == RAW:
@@ -535,8 +535,8 @@ def _meta(engine: Any, options: Options, tasks: list[Task], argv: list[str] | No
         "seed": options.seed,
         "tasks": len(tasks),
         "configs": options.configs,
-        "model": engine.backend.model_name,
-        "backend": engine.backend.name,
+        "model": engine.model_name,
+        "backend": engine.describe().backend,
         "template": engine.template.name,
         "context_length": engine.context_length,
         "max_tokens": options.tokens,

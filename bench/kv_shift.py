@@ -19,19 +19,20 @@ from typing import Any
 def measure(model_path: Path, shift: bool) -> dict[str, Any]:
     import json.decoder as decoder
 
-    from ghostfill.backends.base import GenerationRequest
+    from ghostfill.backends.base import GenerationRequest, PromptParts
     from ghostfill.backends.llamacpp import LlamaCppBackend
 
     backend = LlamaCppBackend(model_path, context_length=2048, kv_shift=shift)
     try:
         tok = backend.tokenizer
-        head = ([tok.bos_id] if tok.add_bos else []) + tok.encode(
+        head = ([tok.bos_id] if tok.add_bos and tok.bos_id is not None else []) + tok.encode(
             "# file: json/decoder.py\nimport re\n")
         lines = Path(decoder.__file__).read_text().split("\n")
         window = "\n".join(lines[40:140]) + "\n"
         moved = "\n".join(lines[60:141]) + "\n"
-        backend.generate(GenerationRequest(head + tok.encode(window), max_tokens=2))
-        after = backend.generate(GenerationRequest(head + tok.encode(moved), max_tokens=2))
+        backend.generate(GenerationRequest(PromptParts(head + tok.encode(window)), max_tokens=2))
+        after = backend.generate(GenerationRequest(PromptParts(head + tok.encode(moved)),
+                                                   max_tokens=2))
         t = after.timings
         return {"kv_shift": shift, "prompt_tokens": t.prompt_tokens,
                 "evaluated_tokens": t.evaluated_tokens, "shifted_tokens": t.shifted_tokens,

@@ -157,7 +157,7 @@ def replay_engine(spans: list[Span], settings: dict[str, Any], label: str) -> Re
                 result.timings.get("first_token_ms"), result.timings.get("evaluated_tokens"),
                 result.timings.get("reused_tokens")))
     replay.wall_s = time.monotonic() - started
-    engine.backend.close()
+    engine.close()
     return replay
 
 

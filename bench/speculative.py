@@ -218,14 +218,14 @@ def run_modes(backend: Any, modes: list[str], prompts: list[list[int]],
               max_tokens: int) -> dict[str, ModeResult]:
     """Every prompt in every mode, modes interleaved per prompt so that load from other
     processes falls on all modes alike; each request starts from an empty cache."""
-    from ghostfill.backends.base import GenerationRequest
+    from ghostfill.backends.base import GenerationRequest, PromptParts
 
     stop = frozenset(backend.tokenizer.eos_ids)
 
     def run(mode: str, tokens: list[int]) -> Any:
         backend.speculative = mode
         backend.reset_cache()  # every mode pays the same prefill; only decoding differs
-        return backend.generate(GenerationRequest(tokens=tokens, max_tokens=max_tokens,
+        return backend.generate(GenerationRequest(PromptParts(tokens), max_tokens=max_tokens,
                                                   stop_ids=stop))
 
     for mode in modes:  # warm kernels, allocator and the draft-length controllers

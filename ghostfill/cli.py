@@ -77,7 +77,9 @@ def build_config(args: argparse.Namespace) -> Config:
     if remote:
         overrides["remote"] = remote
     config = config.updated(overrides)
-    if remote and config.model.backend not in ("openai", "infill"):
+    from ghostfill.backends.factory import is_remote
+
+    if remote and not is_remote(config):
         flags = " and ".join(f"--{k}" for k in remote)
         verb = "is" if len(remote) == 1 else "are"
         raise ConfigError(f"{flags} {verb} for a remote backend: add --backend infill "
@@ -130,7 +132,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
                               ContextSources(definitions=_definitions(args)))
     prompt = prepared.prompt
     info = {
-        "model": engine.backend.model_name,
+        "model": engine.model_name,
         "template": prompt.template.name,
         "order": prompt.order,
         "context_length": engine.context_length,

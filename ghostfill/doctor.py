@@ -18,11 +18,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ghostfill import __version__
 from ghostfill.config import Config
 from ghostfill.errors import GhostfillError
+
+if TYPE_CHECKING:
+    from ghostfill.engine import CompletionEngine
 
 #: What the probe completes: short, so the decode itself is what is tested.
 PROBE_SOURCE = 'def mean(values):\n    """Arithmetic mean."""\n    return '
@@ -95,10 +98,11 @@ def llama_cpp_report(config: Config) -> dict[str, Any]:
 
 
 def model_report(config: Config) -> dict[str, Any]:
+    from ghostfill.backends.factory import is_remote
     from ghostfill.models import resolve
 
     mc = config.model
-    if mc.backend in ("openai", "infill"):
+    if is_remote(config):
         return {"name": mc.name, "backend": mc.backend, "endpoint": config.remote.endpoint,
                 "available": bool(config.remote.endpoint)}
     try:
@@ -163,8 +167,10 @@ def diagnose(config: Config, *, timeout_s: float = PROBE_TIMEOUT_S,
     result = run_probe(command_for(config), timeout_s)
     if result.ok or result.signal is None:
         return result
+    from ghostfill.backends.factory import is_remote
+
     options = llama_cpp_report(config).get("options", {})
-    if config.model.backend not in ("openai", "infill") and options.get("use_extra_bufts"):
+    if not is_remote(config) and options.get("use_extra_bufts"):
         safe = config.updated({"model": {"extra_buffer_types": False}})
         retry = run_probe(command_for(safe), timeout_s)
         result.retry = retry
@@ -256,8 +262,9 @@ def _probe_main(config_json: str) -> int:
     return 0
 
 
-def _options(engine: Any) -> dict[str, object]:
-    return {"backend": engine.backend.name, **engine.backend.options()}
+def _options(engine: CompletionEngine) -> dict[str, object]:
+    info = engine.describe()
+    return {"backend": info.backend, **info.options}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ghostfill.backends.base import (
@@ -16,7 +15,7 @@ from ghostfill.backends.base import (
     CancelToken,
     Generation,
     GenerationRequest,
-    InfillParts,
+    PromptParts,
 )
 from ghostfill.completion.boundaries import boundary_lines
 from ghostfill.completion.context import Window, build_window, make_budget
@@ -52,6 +51,17 @@ class Prepared:
     #: Cross-file chunks in the prompt, and the document's path (for engines that take parts).
     snippets: list[Snippet] = field(default_factory=list)
     path: str = ""
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What an engine runs (`CompletionEngine.describe`)."""
+
+    backend: str
+    model: str
+    template: str
+    #: How the backend runs the model (`Backend.options`: llama.cpp threads, buffer types…).
+    options: dict[str, object]
 
 
 @dataclass
@@ -104,13 +114,12 @@ class CompletionEngine:
         from ghostfill.backends.factory import create_backend
 
         backend = create_backend(config)
-        if config.model.backend in ("openai", "infill"):
-            # Learn the server's context size (and slots) now; a server that is not up yet is
-            # no reason to fail here: generation reports it, once, when it is needed.
-            try:
-                backend.probe()  # type: ignore[attr-defined]
-            except BackendError as e:
-                log.info("%s", e)
+        # Learn what a server offers (context size, slots) now; a server that is not up yet is
+        # no reason to fail here: generation reports it, once, when it is needed.
+        try:
+            backend.probe()
+        except BackendError as e:
+            log.info("%s", e)
         return cls(config, backend)
 
     @property
@@ -123,6 +132,24 @@ class CompletionEngine:
     def with_config(self, config: Config) -> CompletionEngine:
         """Same backend, new settings (model changes need a new engine)."""
         return CompletionEngine(config, self.backend)
+
+    @property
+    def model_name(self) -> str:
+        return self.backend.model_name
+
+    def describe(self) -> EngineInfo:
+        """What runs here, for logs, `ghostfill/stats` and `ghostfill doctor`."""
+        return EngineInfo(backend=self.backend.name, model=self.backend.model_name,
+                          template=self.template.name, options=self.backend.options())
+
+    def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
+        """Prefill `tokens` (a prompt, or the start of one) into the backend's cache ahead of
+        a request; returns the tokens evaluated (0 for remote backends)."""
+        return self.backend.warm(tokens, cancel)
+
+    def close(self) -> None:
+        """Release the model; the engine is not used afterwards."""
+        self.backend.close()
 
     def prepare(self, source: CompletionInput, sources: ContextSources | None = None, *,
                 multiline: bool | None = None) -> Prepared:
@@ -235,11 +262,10 @@ class CompletionEngine:
         cancel: CancelToken | None = None,
         deadline: float | None = None,
         created: float | None = None,
-        on_text: Callable[[str], None] | None = None,
         disabled_filters: frozenset[str] = frozenset(),
     ) -> CompletionResult:
         return self._generate(prepared, [], cancel=cancel, deadline=deadline, created=created,
-                              on_text=on_text, disabled_filters=disabled_filters)
+                              disabled_filters=disabled_filters)
 
     def resume(
         self,
@@ -270,7 +296,6 @@ class CompletionEngine:
         cancel: CancelToken | None,
         deadline: float | None,
         created: float | None,
-        on_text: Callable[[str], None] | None = None,
         disabled_filters: frozenset[str] = frozenset(),
     ) -> CompletionResult:
         created = created if created is not None else time.monotonic()
@@ -283,14 +308,14 @@ class CompletionEngine:
         # with the rejected answers' first non-whitespace tokens banned, while time remains.
         # Only on backends that honour `banned_first` (token prompts).
         retries = self.config.completion.alternatives \
-            if getattr(self.backend, "resumable", False) and not resumed else 0
+            if self.backend.resumable and not resumed else 0
         banned: set[int] = set()
         attempts = 0
         while True:
             attempts += 1
             result = self._attempt(prepared, resumed, head, stopper, frozenset(banned),
                                    cancel=cancel, deadline=deadline, created=created,
-                                   on_text=on_text, disabled_filters=disabled_filters)
+                                   disabled_filters=disabled_filters)
             first = next((t for t in result.tokens[len(resumed):]
                           if self.tokenizer.decode_bytes([t]).strip()), None)
             if (result.text or attempts > retries or first is None
@@ -311,33 +336,19 @@ class CompletionEngine:
         cancel: CancelToken | None,
         deadline: float,
         created: float,
-        on_text: Callable[[str], None] | None,
         disabled_filters: frozenset[str],
     ) -> CompletionResult:
-        typed_from = prepared.window.prefix.rfind("\n") + 1
         request = GenerationRequest(
-            tokens=prepared.prompt.tokens + resumed,
+            self._backend_prompt(prepared, resumed, head),
             max_tokens=max(1, self.config.completion.max_tokens - len(resumed)),
             stop_ids=prepared.prompt.stop_ids,
+            stop_strings=prepared.prompt.template.control_tokens,
             stopper=stopper,
             deadline=deadline,
             cancel=cancel or CancelToken(),
-            on_text=on_text,
             created=created,
             temperature=self.config.completion.temperature,
-            prompt_text=prepared.prompt.display(),
-            infill=InfillParts(
-                # The typed part of the cursor line goes apart, as llama.vim sends it: the
-                # server tokenizes it on its own, so the tokens before it stay the same while
-                # the line is typed.
-                prefix=prepared.head.text + prepared.window.prefix[:typed_from],
-                suffix=prepared.window.suffix,
-                extra=[{"filename": s.path, "text": s.text} for s in prepared.snippets],
-                stop=prepared.prompt.template.control_tokens,
-                n_indent=prepared.stopper.block_indent if prepared.stopper.multiline else None,
-                prompt=prepared.window.prefix[typed_from:] + head,
-                document=prepared.path or None,
-            ),
+            min_indent=prepared.stopper.block_indent if prepared.stopper.multiline else None,
             banned_first=banned,
         )
         generation: Generation = self.backend.generate(request)
@@ -362,8 +373,24 @@ class CompletionEngine:
             template=self.template.name,
             multiline=prepared.stopper.multiline,
             partial=partial and bool(text),
-            tokens=resumed + list(generation.tokens)
-            if getattr(self.backend, "resumable", False) else [],
+            tokens=resumed + list(generation.tokens) if self.backend.resumable else [],
+        )
+
+    @staticmethod
+    def _backend_prompt(prepared: Prepared, resumed: list[int], head: str) -> PromptParts:
+        """The prompt as a backend takes it: rendered (ids, text) and in parts. `resumed` and
+        `head` are the ids and text a resumed generation already produced."""
+        # The typed part of the cursor line goes apart, as llama.vim sends it: an engine that
+        # tokenizes it on its own keeps the tokens before it the same while the line is typed.
+        typed_from = prepared.window.prefix.rfind("\n") + 1
+        return PromptParts(
+            tokens=prepared.prompt.tokens + resumed,
+            text=prepared.prompt.display(),
+            context=tuple((s.path, s.text) for s in prepared.snippets),
+            prefix=prepared.head.text + prepared.window.prefix[:typed_from],
+            middle=prepared.window.prefix[typed_from:] + head,
+            suffix=prepared.window.suffix,
+            document=prepared.path or None,
         )
 
     def complete(self, source: CompletionInput, sources: ContextSources | None = None, *,

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ghostfill.backends.base import CancelToken, GenerationRequest, InfillParts
+from ghostfill.backends.base import CancelToken, GenerationRequest, PromptParts
 from ghostfill.backends.remote_infill import InfillBackend
 from ghostfill.backends.remote_openai import OpenAICompletionsBackend
 from ghostfill.backends.remote_tokenizer import RemoteTokenizer
@@ -122,9 +122,9 @@ def infill_backend(server: LlamaServer, **kwargs: Any) -> InfillBackend:
 
 
 def infill_request(prefix: str, suffix: str = "", max_tokens: int = 24,
-                   **parts: Any) -> GenerationRequest:
-    return GenerationRequest(tokens=[], max_tokens=max_tokens,
-                             infill=InfillParts(prefix=prefix, suffix=suffix, **parts))
+                   min_indent: int | None = None, **parts: Any) -> GenerationRequest:
+    return GenerationRequest(PromptParts(prefix=prefix, suffix=suffix, **parts),
+                             max_tokens=max_tokens, min_indent=min_indent)
 
 
 def raw_infill(server: LlamaServer, body: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +159,7 @@ def test_infill_streams_and_counts(fim: LlamaServer, fim_model: Path) -> None:
     assert backend.slots == 2 == info["total_slots"]
     assert backend.context_length == 2048  # the slot's window, not the model's 32k
     pieces: list[str] = []
-    req = infill_request(OPS, "\n", 16, n_indent=4)
+    req = infill_request(OPS, "\n", 16, min_indent=4)
     req.on_text = pieces.append
     result = backend.generate(req)
     assert result.text and "".join(pieces) == result.text
@@ -174,16 +174,16 @@ def test_infill_streams_and_counts(fim: LlamaServer, fim_model: Path) -> None:
 
 def test_input_extra_is_laid_out_before_the_prefix(fim: LlamaServer, fim_model: Path) -> None:
     backend = infill_backend(fim)
-    chunk = {"filename": "geometry.py", "text": "def area(w, h):\n    return w * h\n"}
+    chunk = ("geometry.py", "def area(w, h):\n    return w * h\n")
     base = backend.generate(infill_request(OPS, "\n", 4))
     wait_idle(fim)
-    extra = backend.generate(infill_request(OPS, "\n", 4, extra=[chunk]))
+    extra = backend.generate(infill_request(OPS, "\n", 4, context=[chunk]))
     tok = RemoteTokenizer.from_gguf(str(fim_model))
     # No <|file_sep|> in this vocabulary: each chunk follows a "--- snippet ---" line.
-    added = len(tok.encode("\n\n--- snippet ---\n\n")) + len(tok.encode(chunk["text"]))
+    added = len(tok.encode("\n\n--- snippet ---\n\n")) + len(tok.encode(chunk[1]))
     assert extra.timings.prompt_tokens - base.timings.prompt_tokens == added
-    used = raw_infill(fim, backend.build_body(infill_request(OPS, "\n", 1, extra=[chunk])))
-    assert used["prompt"].startswith("\n\n--- snippet ---\n\n" + chunk["text"] + "<bos>")
+    used = raw_infill(fim, backend.build_body(infill_request(OPS, "\n", 1, context=[chunk])))
+    assert used["prompt"].startswith("\n\n--- snippet ---\n\n" + chunk[1] + "<bos>")
 
 
 def test_cache_prompt_and_typing_along_a_line(fim: LlamaServer) -> None:
@@ -191,9 +191,9 @@ def test_cache_prompt_and_typing_along_a_line(fim: LlamaServer) -> None:
     backend.probe()
     doc = "cache_test.py"
     line = "    result = a"
-    first = backend.generate(infill_request(OPS, "\n", 2, prompt=line, document=doc))
+    first = backend.generate(infill_request(OPS, "\n", 2, middle=line, document=doc))
     wait_idle(fim)
-    again = backend.generate(infill_request(OPS, "\n", 2, prompt=line, document=doc))
+    again = backend.generate(infill_request(OPS, "\n", 2, middle=line, document=doc))
     wait_idle(fim)
     assert again.timings.prompt_tokens == first.timings.prompt_tokens
     # Everything but the last prompt token came from the slot's cache (llama.cpp re-reads
@@ -202,10 +202,10 @@ def test_cache_prompt_and_typing_along_a_line(fim: LlamaServer) -> None:
     # Typing on: with --spm-infill the typed line is the end of the prompt, so a keystroke
     # re-reads its new tokens and <fim_middle>, not the suffix (which precedes them).
     typed = backend.generate(infill_request(OPS, "\n\nprint(mul(2, 3))\n", 2,
-                                            prompt=line + " * b", document=doc))
+                                            middle=line + " * b", document=doc))
     wait_idle(fim)
     typed_more = backend.generate(infill_request(OPS, "\n\nprint(mul(2, 3))\n", 2,
-                                                 prompt=line + " * b +", document=doc))
+                                                 middle=line + " * b +", document=doc))
     assert typed_more.timings.prompt_tokens > typed.timings.prompt_tokens
     assert 0 < typed_more.timings.evaluated_tokens <= 3
 
@@ -265,7 +265,7 @@ def test_n_indent_stops_at_a_dedented_line(fim: LlamaServer) -> None:
             break
         start += len(line) + 1
     assert start > 0 and cut is not None, f"no line below the body to test with: {text!r}"
-    held = raw_infill(fim, backend.build_body(infill_request(OPS, "", 64, n_indent=4)))
+    held = raw_infill(fim, backend.build_body(infill_request(OPS, "", 64, min_indent=4)))
     assert held["content"] == cut
     assert held["stop_type"] == "limit" and held["tokens_predicted"] < free["tokens_predicted"]
 
@@ -359,14 +359,14 @@ def test_openai_completions_on_llama_server(plain: LlamaServer, gemma_path: Path
     assert backend.context_length == 1536  # from /props: the slot's window
     pieces: list[str] = []
     prompt = "def fibonacci(n):\n"
-    result = backend.generate(GenerationRequest(tokens=[], max_tokens=12, prompt_text=prompt,
+    result = backend.generate(GenerationRequest(PromptParts(text=prompt), max_tokens=12,
                                                 on_text=pieces.append))
     assert result.text and "".join(pieces) == result.text and len(pieces) > 1
     assert result.stop_reason in ("max_tokens", "stop_token")
     # llama.cpp's counts (usage/timings) agree with the model's own vocabulary: BOS + prompt.
     assert result.timings.prompt_tokens == 1 + len(tok.encode(prompt))
     assert 0 < result.timings.generated_tokens <= 12
-    again = backend.generate(GenerationRequest(tokens=[], max_tokens=12, prompt_text=prompt))
+    again = backend.generate(GenerationRequest(PromptParts(text=prompt), max_tokens=12))
     assert again.timings.reused_tokens >= again.timings.prompt_tokens - 1
 
 
@@ -380,8 +380,8 @@ def test_openai_backend_keeps_a_slot_per_document(plain: LlamaServer, keyed: Non
         assert backend.slots == 2
         backend.slot_for(first)
         for doc, text in docs.items():
-            backend.generate(GenerationRequest(tokens=[], max_tokens=2, prompt_text=text,
-                                               infill=InfillParts(document=doc)))
+            backend.generate(GenerationRequest(PromptParts(text=text, document=doc),
+                                               max_tokens=2))
             wait_idle(plain)
         state = {s["id"]: s.get("prompt") or "" for s in slots(plain)}
         assert backend.slot_for(first) == 0
@@ -392,7 +392,7 @@ def test_openai_backend_keeps_a_slot_per_document(plain: LlamaServer, keyed: Non
 def test_openai_deadline_keeps_whole_lines(plain: LlamaServer, keyed: None) -> None:
     backend = OpenAICompletionsBackend(RemoteConfig(endpoint=plain.url, api_key_env=KEY_ENV))
     streamed: list[str] = []
-    req = GenerationRequest(tokens=[], max_tokens=200, prompt_text="1. apple\n2. banana\n3.",
+    req = GenerationRequest(PromptParts(text="1. apple\n2. banana\n3."), max_tokens=200,
                             stopper=LineStopper(multiline=True))
 
     def on_text(piece: str) -> None:
@@ -413,7 +413,7 @@ def test_wrong_key_is_one_clear_line(plain: LlamaServer,
     monkeypatch.setenv(KEY_ENV, "not-the-key")
     backend = OpenAICompletionsBackend(RemoteConfig(endpoint=plain.url, api_key_env=KEY_ENV))
     with pytest.raises(BackendError) as info:
-        backend.generate(GenerationRequest(tokens=[], max_tokens=2, prompt_text="x"))
+        backend.generate(GenerationRequest(PromptParts(text="x"), max_tokens=2))
     message = str(info.value)
     assert "HTTP 401" in message and f"${KEY_ENV}" in message and "not-the-key" not in message
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ghostfill.backends.base import CancelToken, GenerationRequest
+from ghostfill.backends.base import CancelToken, GenerationRequest, PromptParts
 from ghostfill.backends.llamacpp import LlamaCppBackend
 from ghostfill.backends.sequences import prompt_lookup
 from ghostfill.completion.stopping import LineStopper
@@ -27,10 +27,11 @@ def prompt(backend, text: str) -> list[int]:
 
 def test_one_more_character_evaluates_only_a_handful_of_tokens(gemma_backend):
     text = SOURCE[:4000]
-    first = gemma_backend.generate(GenerationRequest(prompt(gemma_backend, text), max_tokens=4))
+    first = gemma_backend.generate(GenerationRequest(PromptParts(prompt(gemma_backend, text)),
+                                                     max_tokens=4))
     assert first.timings.prompt_tokens > 900
     second = gemma_backend.generate(
-        GenerationRequest(prompt(gemma_backend, text + "x"), max_tokens=4)
+        GenerationRequest(PromptParts(prompt(gemma_backend, text + "x")), max_tokens=4)
     )
     assert second.timings.reused_tokens >= first.timings.prompt_tokens - 2
     assert second.timings.evaluated_tokens <= 4
@@ -66,10 +67,11 @@ def test_drafted_output_equals_plain_greedy_where_the_model_is_decided(gemma_bac
     compared = 0
     for text in REPETITIVE_PROMPTS:
         tokens = prompt(backend, text)
-        plain = backend.generate(GenerationRequest(tokens, max_tokens=30, speculative=False))
+        plain = backend.generate(GenerationRequest(PromptParts(tokens),
+                                                   max_tokens=30, speculative=False))
         backend.draft_tokens = 6
         try:
-            drafted = backend.generate(GenerationRequest(tokens, max_tokens=30))
+            drafted = backend.generate(GenerationRequest(PromptParts(tokens), max_tokens=30))
         finally:
             backend.draft_tokens = 0
         assert drafted.timings.drafted_tokens > 0
@@ -103,12 +105,13 @@ def test_cancel_stops_within_a_step_and_the_next_request_reuses_the_cache(gemma_
 
     started = time.monotonic()
     result = gemma_backend.generate(
-        GenerationRequest(tokens, max_tokens=200, cancel=cancel, on_text=on_text)
+        GenerationRequest(PromptParts(tokens), max_tokens=200, cancel=cancel, on_text=on_text)
     )
     assert result.stop_reason == "cancelled"
     assert len(result.tokens) <= 8  # a step or two after the cancel, not 200
     assert time.monotonic() - started < 30  # 200 tokens would take far longer on a loaded box
-    again = gemma_backend.generate(GenerationRequest([*tokens, result.tokens[0]], max_tokens=2))
+    again = gemma_backend.generate(GenerationRequest(PromptParts([*tokens, result.tokens[0]]),
+                                                     max_tokens=2))
     assert again.timings.evaluated_tokens <= 2
 
 
@@ -116,7 +119,8 @@ def test_cancel_before_start_never_reaches_the_model(gemma_backend):
     cancel = CancelToken()
     cancel.cancel()
     result = gemma_backend.generate(
-        GenerationRequest(prompt(gemma_backend, "def f():\n"), max_tokens=10, cancel=cancel)
+        GenerationRequest(PromptParts(prompt(gemma_backend, "def f():\n")),
+                          max_tokens=10, cancel=cancel)
     )
     assert result.stop_reason == "cancelled" and result.tokens == []
     assert result.timings.evaluated_tokens == 0
@@ -128,7 +132,7 @@ def test_deadline_returns_whole_lines_or_whole_words(gemma_backend):
     streamed: list[str] = []
     result = gemma_backend.generate(
         GenerationRequest(
-            tokens,
+            PromptParts(tokens),
             max_tokens=400,
             stopper=LineStopper(multiline=True, block_indent=0, max_lines=1000),
             deadline=time.monotonic() + 0.6,
@@ -151,10 +155,10 @@ def test_prefill_interrupted_by_the_deadline_keeps_its_progress(gemma_backend):
     gemma_backend._truncate_cache(0)
     tokens = prompt(gemma_backend, SOURCE[:6000])
     first = gemma_backend.generate(
-        GenerationRequest(tokens, max_tokens=4, deadline=time.monotonic() + 0.3)
+        GenerationRequest(PromptParts(tokens), max_tokens=4, deadline=time.monotonic() + 0.3)
     )
     assert first.stop_reason == "deadline" and first.text == ""
-    second = gemma_backend.generate(GenerationRequest(tokens, max_tokens=4))
+    second = gemma_backend.generate(GenerationRequest(PromptParts(tokens), max_tokens=4))
     assert second.timings.reused_tokens >= first.timings.evaluated_tokens > 0
 
 
@@ -178,20 +182,23 @@ def test_a_window_that_moved_down_is_shifted_in_the_cache_not_reread(gemma_backe
     lines = SOURCE.split("\n")
     window = "\n".join(lines[40:140]) + "\n"
     moved = "\n".join(lines[60:141]) + "\n"
-    first = gemma_backend.generate(GenerationRequest(head + tok.encode(window), max_tokens=2))
+    first = gemma_backend.generate(GenerationRequest(PromptParts(head + tok.encode(window)),
+                                                     max_tokens=2))
     assert first.timings.prompt_tokens > 600
     cut_tokens = len(tok.encode("\n".join(lines[40:60]) + "\n"))
-    second = gemma_backend.generate(GenerationRequest(head + tok.encode(moved), max_tokens=2))
+    second = gemma_backend.generate(GenerationRequest(PromptParts(head + tok.encode(moved)),
+                                                      max_tokens=2))
     assert second.timings.shifted_tokens > 300
     # Only the new last line (and the token boundary at the cut) is read again.
     assert second.timings.evaluated_tokens < 60 < cut_tokens
     # The cache now holds exactly the shifted prompt: one more character reuses all of it.
     third = gemma_backend.generate(
-        GenerationRequest(head + tok.encode(moved + "x"), max_tokens=2))
+        GenerationRequest(PromptParts(head + tok.encode(moved + "x")), max_tokens=2))
     assert third.timings.evaluated_tokens <= 3 and third.timings.shifted_tokens == 0
     # Without the shift the same prompt costs a full read (a cache holding something else).
-    gemma_backend.generate(GenerationRequest(prompt(gemma_backend, "reset"), max_tokens=1))
-    fresh = gemma_backend.generate(GenerationRequest(head + tok.encode(moved + "x"),
+    gemma_backend.generate(GenerationRequest(PromptParts(prompt(gemma_backend, "reset")),
+                                             max_tokens=1))
+    fresh = gemma_backend.generate(GenerationRequest(PromptParts(head + tok.encode(moved + "x")),
                                                      max_tokens=2))
     assert fresh.timings.shifted_tokens == 0 and fresh.timings.evaluated_tokens > 600
 
@@ -199,10 +206,10 @@ def test_a_window_that_moved_down_is_shifted_in_the_cache_not_reread(gemma_backe
 def test_banned_first_changes_the_first_word_not_the_indentation(gemma_backend):
     tok = gemma_backend.tokenizer
     tokens = prompt(gemma_backend, "def area(width, height):\n    if width < 0:\n")
-    plain = gemma_backend.generate(GenerationRequest(tokens, max_tokens=6))
+    plain = gemma_backend.generate(GenerationRequest(PromptParts(tokens), max_tokens=6))
     content = [t for t in plain.tokens if tok.decode_bytes([t]).strip()]
     assert content, plain.text
-    other = gemma_backend.generate(GenerationRequest(tokens, max_tokens=6,
+    other = gemma_backend.generate(GenerationRequest(PromptParts(tokens), max_tokens=6,
                                                      banned_first=frozenset({content[0]})))
     other_content = [t for t in other.tokens if tok.decode_bytes([t]).strip()]
     assert other_content and other_content[0] != content[0]
@@ -219,7 +226,7 @@ def test_extra_buffer_types_follow_the_setting_and_the_cpu(gemma_path):
         # The parameters the model was loaded with, as llama.cpp received them.
         assert off._llm.model_params.use_extra_bufts is False
         assert off.options()["use_extra_bufts"] is False
-        out = off.generate(GenerationRequest(prompt(off, "def add(a, b):\n    return"),
+        out = off.generate(GenerationRequest(PromptParts(prompt(off, "def add(a, b):\n    return")),
                                              max_tokens=4))
         assert out.tokens, "no decode without extra buffer types"
     finally:

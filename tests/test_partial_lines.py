@@ -14,11 +14,13 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from ghostfill.backends.base import Generation, GenerationRequest
 from ghostfill.completion.snapshot import CompletionInput
 from ghostfill.config import Config
 from ghostfill.engine import CompletionEngine
@@ -38,6 +40,20 @@ def build_parser():
     parser.add_argument("--delimiter", default=",", help="the field separator")
     parser.add_argument("--'''
 WORD = re.compile(r"\w+")
+
+
+class Watched:
+    """A backend whose answers also stream to `on_text` (`GenerationRequest.on_text`)."""
+
+    def __init__(self, backend: Any, on_text: Callable[[str], None]) -> None:
+        self._backend, self._on_text = backend, on_text
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        request.on_text = self._on_text
+        return self._backend.generate(request)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +84,9 @@ def test_a_partial_line_is_joined_with_its_continuation(engine: CompletionEngine
                     stall["words"] = words
                     time.sleep(max(0.0, kwargs["deadline"] - time.monotonic()) + 0.01)
 
-            kwargs["on_text"] = on_text
+            # The same call on an engine whose backend's stream is watched.
+            watched = CompletionEngine(engine.config, Watched(engine.backend, on_text))
+            fn = getattr(watched, fn.__name__)
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def scenario() -> None:

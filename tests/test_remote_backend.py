@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ghostfill.backends.base import CancelToken, GenerationRequest, InfillParts
+from ghostfill.backends.base import CancelToken, GenerationRequest, PromptParts
 from ghostfill.backends.remote_errors import RemoteError
 from ghostfill.backends.remote_http import base_url
 from ghostfill.backends.remote_infill import InfillBackend
@@ -128,7 +128,7 @@ def openai(url: str, **kwargs: Any) -> OpenAICompletionsBackend:
 
 
 def request(prompt: str, max_tokens: int = 16, **kwargs: Any) -> GenerationRequest:
-    return GenerationRequest(tokens=[], max_tokens=max_tokens, prompt_text=prompt, **kwargs)
+    return GenerationRequest(PromptParts(text=prompt), max_tokens=max_tokens, **kwargs)
 
 
 # -- against llama-cpp-python's server --------------------------------------------------------
@@ -359,14 +359,13 @@ def test_infill_request_body_and_stream(engine: Any, keyed: None) -> None:
     fake = engine(Reply(infill_stream()))
     backend = InfillBackend(RemoteConfig(endpoint=fake.url + "/v1/", api_key_env=KEY_ENV),
                             stop=["<|endoftext|>"])
-    extras = InfillParts(
-        prefix="def add(a, b):\n", suffix="\n\nprint(add(1, 2))\n",
-        extra=[{"filename": "util.py", "text": "X = 1\n"}], n_indent=4,
-        stop=("<file_sep>",),
+    prompt = PromptParts(
+        [1, 2, 3], prefix="def add(a, b):\n", suffix="\n\nprint(add(1, 2))\n",
+        context=[("util.py", "X = 1\n")],
     )
     pieces: list[str] = []
-    req = GenerationRequest(tokens=[1, 2, 3], max_tokens=32, infill=extras,
-                                  deadline=time.monotonic() + 2.0, on_text=pieces.append)
+    req = GenerationRequest(prompt, max_tokens=32, stop_strings=("<file_sep>",), min_indent=4,
+                            deadline=time.monotonic() + 2.0, on_text=pieces.append)
     result = backend.generate(req)
 
     sent = fake.requests[0]
@@ -397,9 +396,8 @@ def test_infill_request_body_and_stream(engine: Any, keyed: None) -> None:
 def test_infill_stops_on_rule_and_closes(engine: Any, keyed: None) -> None:
     fake = engine(Reply(infill_stream()))
     backend = InfillBackend(RemoteConfig(endpoint=fake.url, api_key_env=KEY_ENV))
-    req = GenerationRequest(tokens=[], max_tokens=32,
+    req = GenerationRequest(PromptParts(prefix="def add(a, b):\n", suffix=""), max_tokens=32,
                             stopper=LineStopper(multiline=False, cursor_line_prefix=""))
-    req.infill = InfillParts(prefix="def add(a, b):\n", suffix="")
     result = backend.generate(req)
     assert (result.text, result.stop_reason) == ("    return a + b", "stop_rule")
 
@@ -409,8 +407,7 @@ def test_cancel_before_headers_cuts_the_connection(engine: Any) -> None:
     backend = InfillBackend(RemoteConfig(endpoint=fake.url))
     cancel = CancelToken()
     threading.Timer(0.3, cancel.cancel).start()
-    req = GenerationRequest(tokens=[], max_tokens=4, cancel=cancel,
-                                  infill=InfillParts(prefix="a", suffix="b"))
+    req = GenerationRequest(PromptParts(prefix="a", suffix="b"), max_tokens=4, cancel=cancel)
     t0 = time.monotonic()
     assert backend.generate(req).stop_reason == "cancelled"
     assert time.monotonic() - t0 < 2.0  # the reply was 3 s away
@@ -463,8 +460,7 @@ def test_infill_probe_reads_context_size(engine: Any) -> None:
 ], ids=["data-error", "old-error-line"])
 def test_streamed_error_is_raised(engine: Any, chunks: list[bytes]) -> None:
     backend = InfillBackend(RemoteConfig(endpoint=engine(Reply(chunks)).url))
-    req = GenerationRequest(tokens=[], max_tokens=4,
-                                  infill=InfillParts(prefix="a", suffix="b"))
+    req = GenerationRequest(PromptParts(prefix="a", suffix="b"), max_tokens=4)
     with pytest.raises(RemoteError, match="reported an error: the prompt is too long") as info:
         backend.generate(req)
     assert not info.value.down
@@ -514,8 +510,8 @@ def test_openai_stream_shapes(engine: Any, name: str, keyed: None) -> None:
         RemoteConfig(endpoint=fake.url, model="deci", api_key_env=KEY_ENV),
         stop=["<|endoftext|>", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<file_sep>"],
     )
-    result = backend.generate(GenerationRequest(tokens=list(range(7)), max_tokens=2,
-                                                prompt_text="<fim_prefix>def add(a, b):\n"))
+    result = backend.generate(GenerationRequest(
+        PromptParts(list(range(7)), text="<fim_prefix>def add(a, b):\n"), max_tokens=2))
     assert (result.text, result.stop_reason) == ("    return a + b", reason)
     t = result.timings
     assert (t.prompt_tokens, t.reused_tokens, t.generated_tokens) == (prompt, cached, generated)

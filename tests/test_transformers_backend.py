@@ -28,7 +28,12 @@ pytest.importorskip("gguf")
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from ghostfill.backends.base import CancelToken, Generation, GenerationRequest  # noqa: E402
+from ghostfill.backends.base import (  # noqa: E402
+    CancelToken,
+    Generation,
+    GenerationRequest,
+    PromptParts,
+)
 from ghostfill.backends.hf_loading import (  # noqa: E402
     expand_kv_heads,
     load_model,
@@ -113,7 +118,7 @@ def random_prompt(rng: random.Random, lo: int = 4, hi: int = 48) -> list[int]:
 
 def generate(backend: TransformersBackend, tokens: list[int], max_tokens: int = 24,
              **kw: Any) -> Generation:
-    return backend.generate(GenerationRequest(tokens=tokens, max_tokens=max_tokens, **kw))
+    return backend.generate(GenerationRequest(PromptParts(tokens), max_tokens=max_tokens, **kw))
 
 
 # -- exactness --------------------------------------------------------------------------
@@ -377,7 +382,7 @@ def test_missing_draft_falls_back_to_prompt_lookup_only_in_auto(env: Env, tmp_pa
     b = TransformersBackend(env.target_dir, draft=missing, device="cpu")
     try:
         assert "does not exist" in b.draft_problem
-        source, _ = b.draft_source(GenerationRequest(tokens=[1], max_tokens=1))
+        source, _ = b.draft_source(GenerationRequest(PromptParts([1]), max_tokens=1))
         assert source is not None and source.name == "prompt-lookup"
     finally:
         b.close()
