@@ -32,7 +32,6 @@ class FimTemplate:
     stop_tokens: tuple[str, ...] = ()
     #: Cross-file form: file separator token (StarCoder2/Qwen repo form); None → path comments.
     file_sep_token: str | None = None
-    repo_name_token: str | None = None
     #: Vocabulary entries that identify the family during detection (all must be present).
     signature: tuple[str, ...] = ()
     aliases: tuple[str, ...] = field(default_factory=tuple)
@@ -59,7 +58,6 @@ _TEMPLATES = (
         orders=("psm", "spm"),
         stop_tokens=_STARCODER_STOPS,
         file_sep_token="<file_sep>",
-        repo_name_token="<repo_name>",
         signature=("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
         aliases=("starcoder2", "decicoder", "tiny_starcoder", "refact", "codeqwen1.5"),
     ),
@@ -134,7 +132,6 @@ _TEMPLATES = (
             "<|fim_middle|>",
         ),
         file_sep_token="<|file_sep|>",
-        repo_name_token="<|repo_name|>",
         signature=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
         aliases=("qwen", "qwen2.5", "qwen3-coder"),
     ),

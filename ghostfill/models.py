@@ -31,11 +31,8 @@ class Preset:
     package: str = ""
     #: File name inside the package, or the HF repo id.
     location: str = ""
-    backend: Literal["llamacpp", "transformers"] = "llamacpp"
     context_length: int = 2048
     draft: str | None = None
-    #: Family override for models whose vocabulary does not say it (e.g. old SantaCoder).
-    template: str | None = None
     sha256: str = ""
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
@@ -65,7 +62,6 @@ PRESETS: dict[str, Preset] = {
             source="hf",
             description="Deci/DeciCoder-1b (StarCoder FIM), loaded as LlamaForCausalLM",
             location="Deci/DeciCoder-1b",
-            backend="transformers",
             context_length=2048,
             draft="tiny-starcoder-py",
         ),
@@ -74,7 +70,6 @@ PRESETS: dict[str, Preset] = {
             source="hf",
             description="bigcode/tiny_starcoder_py (164M GPTBigCode, StarCoder FIM)",
             location="bigcode/tiny_starcoder_py",
-            backend="transformers",
             context_length=8192,
         ),
         Preset(
@@ -82,9 +77,7 @@ PRESETS: dict[str, Preset] = {
             source="hf",
             description="bigcode/gpt_bigcode-santacoder (native GPTBigCode conversion, <fim-…>)",
             location="bigcode/gpt_bigcode-santacoder",
-            backend="transformers",
             context_length=2048,
-            template="santacoder",
         ),
     )
 }
