@@ -76,12 +76,15 @@ class GhostfillServer(LanguageServer):
         self.sessions: dict[str, DocumentSession] = {}
         #: Edits received (all documents): orders requests against edits (`ARRIVED_AT`).
         self.edit_count = 0
+        #: One-line suggestions replace the rest of their line (see `_replace_end`).
+        self.ranges_to_line_end = False
         self.engine: Any = None
         self.load_error: GhostfillError | None = None
         self.state = "loading"
         self._engine_ready = threading.Event()
         self._model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ghostfill-model")
         self.crash_guard = CrashGuard()
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: The prefix-only FIM warning is shown once per server (then only in the answers).
         self.fim_warned = False
         self.stats = Stats()
@@ -128,6 +131,9 @@ class GhostfillServer(LanguageServer):
     def start_loading(self) -> None:
         self._engine_ready.clear()
         self.state = "loading"
+        # The load runs on its own thread; what it starts afterwards (warm-ups) belongs to
+        # the event loop.
+        self._loop = asyncio.get_running_loop()
         threading.Thread(target=self._load, name="ghostfill-load", daemon=True).start()
 
     def _load(self) -> None:
@@ -167,9 +173,12 @@ class GhostfillServer(LanguageServer):
             self._engine_ready.set()
             if progress:
                 self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=self.state))
-        if self.engine is not None and self.config.server.warm_on_open:
-            for session in list(self.sessions.values()):
-                self.warm(session)
+        if self.engine is not None and self.config.server.warm_on_open and self._loop:
+            self._loop.call_soon_threadsafe(self._warm_open_documents)
+
+    def _warm_open_documents(self) -> None:
+        for session in list(self.sessions.values()):
+            self.warm(session)
 
     def _recover_from_crash(self) -> None:
         """A server that died in native code (see `CrashGuard`) is reported once, and this
@@ -221,6 +230,10 @@ class GhostfillServer(LanguageServer):
         self.stats.add(ready_sent=1)
         self.protocol.notify(SUGGESTION_READY, SuggestionReadyParams(
             types.VersionedTextDocumentIdentifier(uri=uri, version=version), position))
+
+    @property
+    def engine_ready(self) -> bool:
+        return self._engine_ready.is_set()
 
     async def wait_engine(self) -> Any:
         if not self._engine_ready.is_set():
@@ -352,8 +365,15 @@ def on_initialize(ls: GhostfillServer, params: types.InitializeParams) -> None:
             ls.show_error(f"{e}; using defaults")
     ls.service.cache = SuggestionCache(ls.config.server.cache_size)
     experimental = params.capabilities.experimental
-    if isinstance(experimental, dict) and experimental.get("ghostfillSuggestionReady"):
+    ours = isinstance(experimental, dict) and bool(experimental.get("ghostfillSuggestionReady"))
+    if ours:
         ls.service.on_ready = ls.suggestion_ready
+    # Neovim's own inline completion (not the ghostfill plugin, which declares the
+    # notification above and draws insertions itself) overlays a ranged item on the text it
+    # replaces; its maintainers expect servers to return the text through the line's end
+    # (neovim/neovim#33972). VS Code and the plugin get the exact insertion.
+    client = params.client_info.name if params.client_info else ""
+    ls.ranges_to_line_end = client == "Neovim" and not ours
     ls.update_roots()
 
 
@@ -428,12 +448,16 @@ def did_close(ls: GhostfillServer, params: types.DidCloseTextDocumentParams) -> 
         ls.service.forget(session)
 
 
-def _replace_end(doc: OpenDocument, offset: int) -> int:
-    """End of the range a suggestion replaces: the rest of the line if only closers follow."""
+def _replace_end(doc: OpenDocument, offset: int, text: str, to_line_end: bool) -> int:
+    """End of the range a suggestion replaces: the rest of the line if only closers follow
+    (auto-closed brackets the suggestion ends in), or when `to_line_end` for a one-line
+    suggestion (Neovim 0.12's built-in client draws a ranged item over the text it replaces:
+    given an empty range mid-line, its ghost text covers the code after the cursor; given the
+    rest of the line, it shows the line as accepting makes it)."""
     line_end = doc.text.find("\n", offset)
     line_end = len(doc.text) if line_end < 0 else line_end
     rest = doc.text[offset:line_end].rstrip("\r")
-    if rest and all(ch in CLOSING for ch in rest):
+    if rest and (all(ch in CLOSING for ch in rest) or (to_line_end and "\n" not in text)):
         return offset + len(rest)
     return offset
 
@@ -463,9 +487,12 @@ async def _suggest(ls: GhostfillServer, uri: str, position: types.Position, invo
     cursor = ls.offset(doc, position)
     if doc.language_id in ls.config.completion.disabled_languages:
         return None
+    loading = not ls.engine_ready
     engine = await ls.wait_engine()
     if engine is None:
         return None
+    if loading:  # the budget is for the model's work, not for waiting on its load
+        created = time.monotonic()
     offset, edit = cursor, None
     if selected is not None:
         # Complete as if the selected popup item were already inserted; the ghost text then
@@ -517,7 +544,7 @@ async def inline_completion(
         replace_range = selected.range
         insert = asked.edit[2] + answer.text
     else:
-        end = _replace_end(doc, asked.offset)
+        end = _replace_end(doc, asked.offset, answer.text, ls.ranges_to_line_end)
         insert = answer.text + doc.text[asked.offset:end]
         replace_range = types.Range(start=params.position, end=ls.position(doc, end))
     item = types.InlineCompletionItem(

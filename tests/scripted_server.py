@@ -10,7 +10,8 @@ on a real model. The script is JSON:
 
     {"answer": "text the model generates",
      "token_ms": 0,          # time per generated token
-     "hold": "/path/file"}   # optional: wait before the first token until this file exists
+     "hold": "/path/file",   # optional: wait before the first token until this file exists
+     "hold_load": "/path"}   # optional: the model's load ends once this file exists
 
 Each request appends a line to `<script>.log` with the request's prompt tail when it starts
 and one with its stop reason when it ends, so a test can see what reached the model and how
@@ -85,6 +86,8 @@ class ScriptedBackend:
         return Generation(loop.finish(), list(loop.tokens), loop.reason, timings)
 
     def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
+        with open(f"{self.script}.log", "a") as log:
+            log.write(json.dumps({"warm": len(tokens)}) + "\n")
         return 0
 
     def probe(self) -> dict[str, object]:
@@ -101,7 +104,15 @@ def _install() -> None:
     from ghostfill.backends import factory
 
     script = Path(os.environ["GHOSTFILL_SCRIPT"])
-    factory.create_backend = lambda config: ScriptedBackend(script)  # type: ignore[assignment]
+
+    def create_backend(config: object) -> ScriptedBackend:
+        # {"hold_load": path}: the "model" loads once that file exists.
+        hold = json.loads(script.read_text()).get("hold_load") if script.exists() else None
+        while hold and not Path(hold).exists():
+            time.sleep(0.01)
+        return ScriptedBackend(script)
+
+    factory.create_backend = create_backend  # type: ignore[assignment]
 
 
 if __name__ == "__main__":

@@ -165,3 +165,76 @@ def _send(client: LanguageClient, method: str, params: Any) -> tuple[str, asynci
     protocol._send_data(JsonRPCRequestMessage(id=msg_id, method=method, params=params,
                                               jsonrpc="2.0"))
     return msg_id, future
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(
+    server_command=SERVE_SCRIPTED,
+    server_env={**os.environ, "GHOSTFILL_SCRIPT": str(SCRIPT)}))
+async def neovim_client(lsp_client: LanguageClient):
+    """Neovim 0.12's built-in client: says who it is, not the ghostfill notification."""
+    vocab("starcoder")
+    script("")
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=types.ClientCapabilities(),
+        client_info=types.ClientInfo(name="Neovim", version="0.12.0"),
+        initialization_options={"server": {"debounceMs": 0, "warmOnOpen": False,
+                                           "prefetch": False},
+                                "completion": {"latencyBudgetMs": 10_000}}))
+    yield
+    await lsp_client.shutdown_session()
+
+
+MID_LINE = "def scale(y):\n    x = y + 1\n"
+
+
+async def test_mid_line_the_insertion_is_exact(client: LanguageClient):
+    script("2 * ")
+    open_doc(client, URI, MID_LINE)
+    items = await inline(client, URI, 1, 8, invoked=True)
+    assert [(i.insert_text, i.range) for i in items] == [
+        ("2 * ", types.Range(start=types.Position(line=1, character=8),
+                             end=types.Position(line=1, character=8)))]
+
+
+async def test_neovims_own_client_gets_the_line_through_its_end(neovim_client: LanguageClient):
+    # Its ghost text is drawn over the range: an empty range mid-line would cover "y + 1".
+    script("2 * ")
+    open_doc(neovim_client, URI, MID_LINE)
+    items = await inline(neovim_client, URI, 1, 8, invoked=True)
+    assert [(i.insert_text, i.range) for i in items] == [
+        ("2 * y + 1", types.Range(start=types.Position(line=1, character=8),
+                                  end=types.Position(line=1, character=13)))]
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(
+    server_command=SERVE_SCRIPTED,
+    server_env={**os.environ, "GHOSTFILL_SCRIPT": str(SCRIPT)}))
+async def loading_client(lsp_client: LanguageClient):
+    """A server whose model loads only when the test says so."""
+    vocab("starcoder")
+    release = SCRIPT.with_name("loaded")
+    release.unlink(missing_ok=True)
+    SCRIPT.write_text(json.dumps({"answer": "return 0", "hold_load": str(release)}))
+    Path(f"{SCRIPT}.log").unlink(missing_ok=True)
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=types.ClientCapabilities(),
+        initialization_options={"server": {"debounceMs": 0, "warmOnOpen": True}}))
+    yield release
+    await lsp_client.shutdown_session()
+
+
+async def test_documents_opened_during_the_load_are_warmed_after_it(
+        loading_client: LanguageClient):
+    release = SCRIPT.with_name("loaded")
+    open_doc(loading_client, URI, SOURCE)
+    assert (await stats(loading_client)).state == "loading"
+    release.touch()
+    # Two warm-ups: the load's own first decode (the crash guard's), then the document's.
+    for _ in range(3000):
+        if len([e for e in engine_log() if "warm" in e]) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert len([e for e in engine_log() if "warm" in e]) == 2, "the document was not warmed"
+    # A request waiting for the load gets the whole budget after it (here: any answer).
+    items = await inline(loading_client, URI, 1, 4, invoked=False)
+    assert [i.insert_text for i in items] == ["return 0"]
