@@ -64,7 +64,7 @@ def replay(engine: Any, spans: list[Any]) -> list[int]:
         session = DocumentSession(doc)
         previous = _prepare(engine, session, offset).prompt.tokens
         for i, ch in enumerate(span.erased):
-            doc.edit(offset + i, offset + i, ch)
+            session.edit(offset + i, offset + i, ch)
             tokens = _prepare(engine, session, offset + i + 1).prompt.tokens
             evaluated.append(max(1, len(tokens) - common_prefix(previous, tokens)))
             previous = tokens

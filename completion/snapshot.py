@@ -43,6 +43,9 @@ class CompletionInput:
     #: A what-if text (a completion item applied, a hole cut out, a suggestion accepted):
     #: its tree and anchor are never adopted by the document.
     edited: bool = False
+    #: The document's edit count when the snapshot was taken (`DocumentSession.adopt`
+    #: replays the edits made since onto the snapshot's tree).
+    edits: int = 0
 
     @property
     def path(self) -> str:

@@ -214,6 +214,22 @@ class SyntaxDocument:
         twin.boundary_rows = self.boundary_rows.copy()
         return twin
 
+    def take(self) -> SyntaxDocument:
+        """A copy that takes over this document's parse in progress: a halted parse resumes
+        in the copy's parser, and this one starts any parse anew.
+
+        For a request that parses its copy off the event loop and whose copy then replaces
+        this one (`DocumentSession.adopt`): with `fork`, each request would start the halted
+        parse over and, for a file whose reparse takes longer than one budget, never finish.
+        """
+        twin = self.fork()
+        pending = self._pending
+        if pending is not None and self.grammar:
+            twin._parser, self._parser = self._parser, get_parser(self.grammar)  # type: ignore[arg-type]
+            twin._pending = _PendingParse(pending.source, pending.old, list(pending.later))
+            self._pending = None
+        return twin
+
     def line_count(self) -> int:
         return self._text.count("\n") + 1
 

@@ -123,12 +123,13 @@ class CompletionService:
                                    "type_through", created, partial=shown.partial)
         source = session.snapshot(offset, edit)
         multiline = await self._multiline(engine, source)
-        session.adopt(source)
         if doc.version != version or session.stale_for(arrived_at):
+            session.adopt(source)
             self.stats.add(stale=1)
             return Answer("", "none", multiline)
         hit = self.cache.get(prefix, suffix, multiline)
         if hit is not None:
+            session.adopt(source)
             self.stats.add(cache_hits=1, prefetch_hits=int(hit.prefetched))
             return self._shown_now(session, prefix, suffix, multiline, hit.text,
                                    "prefetch" if hit.prefetched else "cache", created)
@@ -138,10 +139,11 @@ class CompletionService:
             if debounce_s > 0 and not invoked:
                 await asyncio.sleep(debounce_s)
                 if cancel.cancelled:
+                    session.adopt(source)
                     self.stats.add(cancelled=1)
                     return Answer("", "none", multiline)
             prepared = await self.prepare(engine, source, multiline)
-            session.adopt(source)
+            session.adopt(source)  # once: the worker is done with the snapshot
             if cancel.cancelled:
                 self.stats.add(cancelled=1)
                 return Answer("", "none", multiline)

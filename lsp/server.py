@@ -255,6 +255,7 @@ class GhostfillServer(LanguageServer):
         async def job() -> None:
             try:
                 prepared = await self.service.prepare(engine, source)
+                session.adopt(source)
                 if not cancel.cancelled:
                     await self.run_model(engine.backend.warm, prepared.prompt.tokens[:-1],
                                          cancel)
@@ -430,10 +431,10 @@ def did_change(ls: GhostfillServer, params: types.DidChangeTextDocumentParams) -
                 ls.show_error(f"edit outside {doc.uri} ({e}); the document will be resynced "
                               "when it is reopened")
                 return
-            doc.edit(min(start, end), max(start, end), change.text)
+            session.edit(min(start, end), max(start, end), change.text)
             ls.service.edited(session, r.start.line)
         else:
-            doc.replace_all(change.text, params.text_document.version)
+            session.replace_all(change.text, params.text_document.version)
     doc.version = params.text_document.version
     ls.edit_count += 1
     session.edited_at = ls.edit_count

@@ -33,9 +33,18 @@ class PartialLine:
     text: str  # as shown
 
 
+#: Edits kept for replaying onto a snapshot's tree (`DocumentSession.adopt`): a request is
+#: prepared within milliseconds, so a few hundred keystrokes are far more than it can miss.
+JOURNAL_EDITS = 256
+
+
 class DocumentSession:
     def __init__(self, doc: OpenDocument) -> None:
         self.doc = doc
+        #: Edits applied since open, and the last `JOURNAL_EDITS` of them (`adopt`).
+        self.edits = 0
+        self._journal: list[tuple[int, int, str]] = []
+        self._journal_start = 0  # the edit number of _journal[0]
         #: The request running for this document (a newer one cancels it).
         self.inflight: CancelToken | None = None
         #: Low-priority work (warm-up, prefetch, a late answer): replaced by the next such
@@ -66,17 +75,38 @@ class DocumentSession:
     def uri(self) -> str:
         return self.doc.uri
 
+    # -- edits ----------------------------------------------------------------------------
+    def edit(self, start: int, end: int, new_text: str) -> None:
+        """Replace text[start:end] by `new_text` (code-point offsets)."""
+        self.doc.edit(start, end, new_text)
+        self.edits += 1
+        self._journal.append((start, end, new_text))
+        if len(self._journal) > JOURNAL_EDITS:
+            del self._journal[0]
+            self._journal_start += 1
+
+    def replace_all(self, text: str, version: int) -> None:
+        """A full-text sync: no earlier snapshot's tree can be brought up to this text."""
+        self.doc.replace_all(text, version)
+        self.edits += 1
+        self._journal.clear()
+        self._journal_start = self.edits
+
     # -- snapshots ------------------------------------------------------------------------
     def snapshot(self, offset: int, edit: tuple[int, int, str] | None = None) -> CompletionInput:
         """The document at `offset` as a request sees it; with `edit` (start, end, text), as
         it would be after that edit (a completion item applied, a hole cut out, a suggestion
         accepted). Costs a tree copy (microseconds): the parse happens off the loop."""
         doc = self.doc
-        syntax = doc.syntax.fork()
         anchor = replace(doc.anchor)
         if edit is None:
+            # This request parses on and its tree replaces the document's: it takes over a
+            # halted parse (`SyntaxDocument.take`).
+            syntax = doc.syntax.take()
             return CompletionInput(doc.text, offset, syntax.grammar, syntax, anchor, doc.starts,
-                                   uri=doc.uri, version=doc.version, language_id=doc.language_id)
+                                   uri=doc.uri, version=doc.version, language_id=doc.language_id,
+                                   edits=self.edits)
+        syntax = doc.syntax.fork()  # a what-if text: the document keeps its own parse
         start, end, new_text = edit
         first = bisect.bisect_right(doc.starts, start)
         last = bisect.bisect_right(doc.starts, end)
@@ -92,16 +122,32 @@ class DocumentSession:
                                edited=True)
 
     def adopt(self, source: CompletionInput) -> None:
-        """Keep what a request's worker learned — the tree it parsed, the window anchor it
-        moved — if the document is still the text the snapshot was made of. Copies: the
-        snapshot's own may still be read by a worker, and the document's are edited."""
-        if source.edited or source.text is not self.doc.text:
+        """Keep what a request's worker did — the parse, the window anchor — once no worker
+        uses the snapshot any more (call it once per snapshot).
+
+        The request parsed its own copy of the tree within the parse budget, perhaps not to
+        the end. Edits that came in meanwhile are replayed onto that copy (edits are cheap; the
+        parse waits for the next `refresh`, which resumes a halted parse and then catches up),
+        and it becomes the document's tree. Without this, a file whose reparse needs more
+        than one budget would never be parsed while the user types: each request would start
+        again from the document's old tree. The anchor (window start, token cache, head) is
+        kept too, moved by the missed edits as the document's own would have been.
+        """
+        if source.edited or source.edits < self._journal_start:
             return
-        if source.syntax.fresh and not self.doc.syntax.fresh:
-            # Only a finished parse: a halted one lives in the snapshot's parser, and the
-            # document's own (idle reparse) may be further along.
-            self.doc.syntax = source.syntax.fork()
-        self.doc.anchor = replace(source.anchor)
+        doc = self.doc
+        missed = self._journal[source.edits - self._journal_start:]
+        if not doc.syntax.fresh and doc.syntax is not source.syntax:
+            syntax = source.syntax
+            for start, end, new_text in missed:
+                syntax.edit(start, end, new_text)
+            if syntax.text == doc.text:  # always, unless a caller broke the rules above
+                doc.syntax = syntax
+        anchor = replace(source.anchor)
+        for start, _, _ in missed:  # as `OpenDocument.edit` moves the document's anchor
+            if anchor.start is not None and start < anchor.start:
+                anchor.start = None
+        doc.anchor = anchor
 
     # -- request tokens -------------------------------------------------------------------
     def supersede(self, reason: str) -> CancelToken:

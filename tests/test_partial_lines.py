@@ -105,7 +105,7 @@ def test_a_partial_line_is_joined_with_its_continuation(engine: CompletionEngine
                                      offset + len(answer.text), 60.0, partial=True,
                                      multiline=answer.multiline)
         # The user types the first character of the suggestion: the whole line shows.
-        doc.edit(offset, offset, answer.text[0])
+        session.edit(offset, offset, answer.text[0])
         doc.version += 1
         typed = await service.suggest(engine, session, offset + 1, invoked=False,
                                       created=time.monotonic(), debounce_s=0, budget_s=5.0)
