@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ghostfill.backends.base import CancelToken
 from ghostfill.completion.crossfile import CHUNK_LINES, SnippetStore
@@ -23,6 +23,9 @@ from ghostfill.completion.snapshot import CompletionInput, ContextSources
 from ghostfill.lsp.cache import Suggestion, SuggestionCache, cache_key
 from ghostfill.lsp.session import DocumentSession, PartialLine
 from ghostfill.lsp.stats import Stats
+
+if TYPE_CHECKING:
+    from ghostfill.engine import CompletionEngine, CompletionResult, Prepared
 
 T = TypeVar("T")
 
@@ -77,11 +80,11 @@ class CompletionService:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._prepare_pool, lambda: fn(*args, **kwargs))
 
-    async def prepare(self, engine: Any, source: CompletionInput,
-                      multiline: bool | None = None) -> Any:
+    async def prepare(self, engine: CompletionEngine, source: CompletionInput,
+                      multiline: bool | None = None) -> Prepared:
         return await self.off_loop(engine.prepare, source, self.sources, multiline=multiline)
 
-    async def _multiline(self, engine: Any, source: CompletionInput) -> bool:
+    async def _multiline(self, engine: CompletionEngine, source: CompletionInput) -> bool:
         """The single/multi-line decision (part of the cache key) from the syntax at the
         cursor; a tree that needs parsing is parsed off the loop, within the parse budget."""
         budget_ms = engine.config.context.parse_budget_ms
@@ -90,7 +93,7 @@ class CompletionService:
         return bool(engine.multiline_at(cursor_scope(source.syntax, source.offset)))
 
     # -- the request path -----------------------------------------------------------------
-    async def suggest(self, engine: Any, session: DocumentSession, offset: int, *,
+    async def suggest(self, engine: CompletionEngine, session: DocumentSession, offset: int, *,
                       invoked: bool, created: float, debounce_s: float, budget_s: float,
                       edit: tuple[int, int, str] | None = None,
                       cursor: int | None = None, arrived_at: int | None = None) -> Answer:
@@ -213,7 +216,7 @@ class CompletionService:
         session.close()
 
     # -- prefetch -------------------------------------------------------------------------
-    async def prefetch_after(self, engine: Any, session: DocumentSession,
+    async def prefetch_after(self, engine: CompletionEngine, session: DocumentSession,
                              edit: tuple[int, int, str], cursor: int, budget_s: float, *,
                              partial: bool = False, multiline: bool | None = None) -> None:
         """Compute the suggestion that follows accepting a suggestion (background): `edit`
@@ -267,8 +270,8 @@ class CompletionService:
             if partial:
                 self._join_partial(session, prefix, suffix, result.text, result.partial)
 
-    async def _finish_partial(self, engine: Any, session: DocumentSession, state: PartialLine,
-                              cancel: CancelToken, budget_s: float) -> None:
+    async def _finish_partial(self, engine: CompletionEngine, session: DocumentSession,
+                              state: PartialLine, cancel: CancelToken, budget_s: float) -> None:
         """The rest of a partial line, from the very tokens it was cut from."""
         result = await self._run_model(engine.resume, state.prepared, state.tokens,
                                        cancel=cancel, created=time.monotonic(),
@@ -308,8 +311,8 @@ class CompletionService:
         if self.on_ready is not None and asked is not None and (at is None or asked == at):
             self.on_ready(session.uri, *asked)
 
-    def _finish_late(self, engine: Any, session: DocumentSession, prepared: Any,
-                     prefix: str, suffix: str) -> None:
+    def _finish_late(self, engine: CompletionEngine, session: DocumentSession,
+                     prepared: Prepared, prefix: str, suffix: str) -> None:
         cancel = session.start_background("late answer replaced")
         at = session.asked
         invoked_budget = engine.config.completion.invoked_budget_ms / 1000
@@ -334,7 +337,7 @@ class CompletionService:
         return {"cache": len(self.cache), "snippets": len(self.snippets),
                 "background_tasks": len(self._tasks)}
 
-    def spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run `coro` in the background on the event loop."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -344,7 +347,7 @@ class CompletionService:
         self._prepare_pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _why_empty(result: Any, budget_s: float, late: bool) -> str:
+def _why_empty(result: CompletionResult, budget_s: float, late: bool) -> str:
     if late:
         return (f"the {budget_s * 1000:.0f} ms budget ran out before the first token "
                 f"({result.timings.get('evaluated_tokens', 0)} prompt tokens read); "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from lsprotocol import types
@@ -37,6 +38,7 @@ class _Undecodable:
 
 
 class GhostfillProtocol(LanguageServerProtocol):
+    @lru_cache  # noqa: B019 (one protocol per process, as pygls's own cache)
     def get_message_type(self, method: str) -> Any:
         """ghostfill's own methods decode into their typed params (lsp/messages.py)."""
         return REQUESTS.get(method) or super().get_message_type(method)

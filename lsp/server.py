@@ -20,7 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
 from lsprotocol.converters import get_converter
@@ -28,6 +28,7 @@ from pygls.exceptions import JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
 
 from ghostfill import __version__
+from ghostfill.backends.factory import is_remote
 from ghostfill.completion.definitions import fs_path
 from ghostfill.config import Config
 from ghostfill.crash_guard import CrashGuard, describe_crash
@@ -51,9 +52,12 @@ from ghostfill.lsp.protocol import ARRIVED_AT, GhostfillProtocol, plain
 from ghostfill.lsp.session import DocumentSession
 from ghostfill.lsp.stats import Stats
 
+if TYPE_CHECKING:  # the engine (and the model libraries behind it) loads on its thread
+    from ghostfill.engine import CompletionEngine
+
 log = logging.getLogger("ghostfill")
 
-_ENCODINGS = {
+_ENCODINGS: dict[str, str] = {
     types.PositionEncodingKind.Utf8: UTF8,
     types.PositionEncodingKind.Utf16: UTF16,
     types.PositionEncodingKind.Utf32: UTF32,
@@ -78,7 +82,7 @@ class GhostfillServer(LanguageServer):
         self.edit_count = 0
         #: One-line suggestions replace the rest of their line (see `_replace_end`).
         self.ranges_to_line_end = False
-        self.engine: Any = None
+        self.engine: CompletionEngine | None = None
         self.load_error: GhostfillError | None = None
         self.state = "loading"
         self._engine_ready = threading.Event()
@@ -156,11 +160,12 @@ class GhostfillServer(LanguageServer):
             engine = self._load_guarded(CompletionEngine)
             old, self.engine = self.engine, engine
             if old is not None:
-                self._model_pool.submit(old.backend.close)
+                self._model_pool.submit(old.close)
             self.load_error, self.state = None, "ready"
             self.service.cache.clear()
-            options = engine.backend.options()
-            self.log(f"ghostfill: loaded {engine.backend.model_name} ({engine.template.name}) "
+            info = engine.describe()
+            options = info.options
+            self.log(f"ghostfill: loaded {info.model} ({info.template}) "
                      f"in {time.monotonic() - started:.1f}s; options: {options}")
         except GhostfillError as e:
             self.load_error, self.state = e, "error"
@@ -198,23 +203,23 @@ class GhostfillServer(LanguageServer):
         self.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning,
                                                          message=f"ghostfill: {message}"))
 
-    def _load_guarded(self, engine_cls: Any) -> Any:
+    def _load_guarded(self, engine_cls: type[CompletionEngine]) -> CompletionEngine:
         """Load and decode a few tokens with a crash marker armed, so that a native crash in
         either is known to the next server (the first decode is where llama.cpp's AMX kernel
         faults)."""
         mc = self.config.model
-        if mc.backend in ("openai", "infill"):  # no native model code in this process
+        if is_remote(self.config):  # no native model code in this process
             return engine_cls.load(self.config)
         guard = self.crash_guard
         guard.arm("loading the model", {"model": mc.name, "options": {
             "extra_buffer_types": "auto" if mc.extra_buffer_types is None
             else mc.extra_buffer_types}})
         engine = engine_cls.load(self.config)
-        options = engine.backend.options()
+        options = engine.describe().options
         log.info("llama.cpp options: %s", options)
-        guard.arm("decoding its first tokens", {"model": engine.backend.model_name,
+        guard.arm("decoding its first tokens", {"model": engine.model_name,
                                                  "options": options})
-        engine.backend.warm(engine.tokenizer.encode("def main():\n    return 0\n"))
+        engine.warm(engine.tokenizer.encode("def main():\n    return 0\n"))
         guard.disarm()
         return engine
 
@@ -235,7 +240,7 @@ class GhostfillServer(LanguageServer):
     def engine_ready(self) -> bool:
         return self._engine_ready.is_set()
 
-    async def wait_engine(self) -> Any:
+    async def wait_engine(self) -> CompletionEngine | None:
         if not self._engine_ready.is_set():
             await asyncio.get_running_loop().run_in_executor(None, self._engine_ready.wait)
         return self.engine
@@ -257,7 +262,7 @@ class GhostfillServer(LanguageServer):
                 prepared = await self.service.prepare(engine, source)
                 session.adopt(source)
                 if not cancel.cancelled:
-                    await self.run_model(engine.backend.warm, prepared.prompt.tokens[:-1],
+                    await self.run_model(engine.warm, prepared.prompt.tokens[:-1],
                                          cancel)
             except GhostfillError as e:
                 log.debug("warm-up skipped: %s", e)
@@ -619,7 +624,7 @@ async def _fim(ls: GhostfillServer, uri: str, hole: types.Range) -> dict[str, An
         # A prefix-only model fills a hole without seeing what follows it: say so, or the
         # user takes a confident rewrite of a selection for one that read the whole file.
         answer["warning"] = (
-            f"{engine.backend.model_name} has no fill-in-the-middle tokens: it saw only the "
+            f"{engine.model_name} has no fill-in-the-middle tokens: it saw only the "
             f"code before the {'selection' if end > start else 'cursor'}, not the code after "
             "it; a FIM model (model.name, e.g. a StarCoder or Qwen2.5-Coder GGUF) sees both")
         if not ls.fim_warned:
@@ -694,15 +699,16 @@ def document_request(ls: GhostfillServer, params: DocumentParams) -> dict[str, A
 @server.feature(STATS_METHOD)
 def stats_request(ls: GhostfillServer, params: Any = None) -> dict[str, Any]:
     engine = ls.engine
+    described = engine.describe() if engine else None
     info: dict[str, Any] = {
-        "model": engine.backend.model_name if engine else ls.config.model.name,
-        "template": engine.template.name if engine else None,
-        "backend": engine.backend.name if engine else ls.config.model.backend,
+        "model": described.model if described else ls.config.model.name,
+        "template": described.template if described else None,
+        "backend": described.backend if described else ls.config.model.backend,
         "state": ls.state,
         "error": str(ls.load_error) if ls.load_error else None,
         "position_encoding": ls.encoding,
         #: How the model runs here (llama.cpp: threads, extra buffer types and why).
-        "options": engine.backend.options() if engine else {},
+        "options": described.options if described else {},
     }
     info.update(ls.stats.snapshot())
     # What the server keeps between requests; every count must stay bounded however long
