@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ghostfill.backends.base import Backend
 from ghostfill.config import Config
 from ghostfill.errors import ConfigError, ModelNotAvailable
@@ -26,7 +28,10 @@ def backend_kind(config: Config, model: ResolvedModel | None) -> str:
     return "transformers"
 
 
-def create_backend(config: Config) -> Backend:
+def create_backend(config: Config,
+                   on_progress: Callable[[float], None] | None = None) -> Backend:
+    """`on_progress` is told how far a local model's load is (0..1), where the backend
+    can say."""
     mc = config.model
     if is_remote(config):
         return _remote_backend(config)
@@ -47,6 +52,7 @@ def create_backend(config: Config) -> Backend:
             kv_reuse=mc.kv_reuse,
             kv_shift=mc.kv_shift,
             extra_buffer_types=mc.extra_buffer_types,
+            on_progress=on_progress,
         )
     if kind == "transformers":
         if model.kind != "hf":

@@ -13,7 +13,7 @@ import ctypes
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -96,6 +96,7 @@ class LlamaCppBackend:
         kv_reuse: bool = True,
         kv_shift: bool = True,
         extra_buffer_types: bool | None = None,
+        on_progress: Callable[[float], None] | None = None,
     ) -> None:
         path = Path(model_path)
         check_gguf(path)
@@ -113,7 +114,8 @@ class LlamaCppBackend:
                                                        ggml=ggml_features(llama_cpp))
         extra = self.extra_buffers.enabled
         try:
-            self._llm = self._load(llama_cpp, path, n_ctx, n_threads, batch_size, extra)
+            self._llm = self._load(llama_cpp, path, n_ctx, n_threads, batch_size, extra,
+                                   on_progress)
             n_ctx_train = self._llm._model.n_ctx_train()
             if 0 < n_ctx_train < n_ctx:  # never ask for more than the model was trained on
                 self._llm.close()
@@ -141,8 +143,18 @@ class LlamaCppBackend:
 
     @staticmethod
     def _load(llama_cpp: Any, path: Path, n_ctx: int, n_threads: int, batch_size: int,
-              extra_buffer_types: bool = True) -> Any:
-        with _model_params(llama_cpp, use_extra_bufts=extra_buffer_types):
+              extra_buffer_types: bool = True,
+              on_progress: Callable[[float], None] | None = None) -> Any:
+        fields: dict[str, object] = {"use_extra_bufts": extra_buffer_types}
+        if on_progress is not None:
+            # llama.cpp reports its load progress (0..1) through a C callback; returning
+            # False would abort the load. Kept referenced (`fields`) until the load returns.
+            def report(progress: float, _: object) -> bool:
+                on_progress(progress)
+                return True
+
+            fields["progress_callback"] = llama_cpp.llama_progress_callback(report)
+        with _model_params(llama_cpp, **fields):
             return llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=n_ctx,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ghostfill.backends.base import (
@@ -110,10 +111,12 @@ class CompletionEngine:
         self.vocabulary = f"{backend.name}:{backend.model_name}:{self.tokenizer.name}"
 
     @classmethod
-    def load(cls, config: Config) -> CompletionEngine:
+    def load(cls, config: Config,
+             on_progress: Callable[[float], None] | None = None) -> CompletionEngine:
+        """The engine for `config`; `on_progress` hears how far the model's load is (0..1)."""
         from ghostfill.backends.factory import create_backend
 
-        backend = create_backend(config)
+        backend = create_backend(config, on_progress)
         # Learn what a server offers (context size, slots) now; a server that is not up yet is
         # no reason to fail here: generation reports it, once, when it is needed.
         try:

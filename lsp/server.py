@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -149,15 +150,24 @@ class GhostfillServer(LanguageServer):
             self.work_done_progress.create(token).result(timeout=5)
             self.work_done_progress.begin(
                 token,
-                types.WorkDoneProgressBegin(title="ghostfill",
+                types.WorkDoneProgressBegin(title="ghostfill", percentage=0,
                                             message=f"loading {self.config.model.name}"),
             )
             progress = True
         except Exception:  # a client without progress support
             progress = False
+        reported = [-1]
+
+        def on_progress(fraction: float) -> None:
+            percent = int(fraction * 100)
+            if progress and percent >= reported[0] + 5:  # llama.cpp calls per tensor
+                reported[0] = percent
+                self.work_done_progress.report(token, types.WorkDoneProgressReport(
+                    message=f"loading {self.config.model.name}", percentage=percent))
+
         try:
             self._recover_from_crash()
-            engine = self._load_guarded(CompletionEngine)
+            engine = self._load_guarded(CompletionEngine, on_progress)
             old, self.engine = self.engine, engine
             if old is not None:
                 self._model_pool.submit(old.close)
@@ -203,7 +213,8 @@ class GhostfillServer(LanguageServer):
         self.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning,
                                                          message=f"ghostfill: {message}"))
 
-    def _load_guarded(self, engine_cls: type[CompletionEngine]) -> CompletionEngine:
+    def _load_guarded(self, engine_cls: type[CompletionEngine],
+                      on_progress: Callable[[float], None] | None = None) -> CompletionEngine:
         """Load and decode a few tokens with a crash marker armed, so that a native crash in
         either is known to the next server (the first decode is where llama.cpp's AMX kernel
         faults)."""
@@ -214,7 +225,7 @@ class GhostfillServer(LanguageServer):
         guard.arm("loading the model", {"model": mc.name, "options": {
             "extra_buffer_types": "auto" if mc.extra_buffer_types is None
             else mc.extra_buffer_types}})
-        engine = engine_cls.load(self.config)
+        engine = engine_cls.load(self.config, on_progress)
         options = engine.describe().options
         log.info("llama.cpp options: %s", options)
         guard.arm("decoding its first tokens", {"model": engine.model_name,

@@ -105,7 +105,7 @@ def _install() -> None:
 
     script = Path(os.environ["GHOSTFILL_SCRIPT"])
 
-    def create_backend(config: object) -> ScriptedBackend:
+    def create_backend(config: object, on_progress: object = None) -> ScriptedBackend:
         # {"hold_load": path}: the "model" loads once that file exists.
         hold = json.loads(script.read_text()).get("hold_load") if script.exists() else None
         while hold and not Path(hold).exists():

@@ -223,3 +223,20 @@ async def test_a_client_without_inline_completion_gets_the_completion_list(
         client: LanguageClient):
     capabilities = client.init_result.capabilities  # type: ignore[attr-defined]
     assert capabilities.completion_provider is not None
+
+
+async def test_the_model_load_reports_its_progress_in_percent(client: LanguageClient):
+    # The client declared window.workDoneProgress: the load is a progress with percentages
+    # (what VS Code's status bar and the Neovim plugin show while the model loads).
+    await stats(client)
+    for _ in range(600):
+        if (await stats(client)).state != "loading":
+            break
+        await asyncio.sleep(0.1)
+    loads = [reports for reports in client.progress_reports.values()
+             if reports and isinstance(reports[0], types.WorkDoneProgressBegin)]
+    assert loads, client.progress_reports
+    reports = loads[0]
+    percents = [r.percentage for r in reports if isinstance(r, types.WorkDoneProgressReport)]
+    assert percents and percents == sorted(percents) and percents[-1] >= 90, percents
+    assert isinstance(reports[-1], types.WorkDoneProgressEnd)
