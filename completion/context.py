@@ -15,8 +15,13 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from ghostfill.completion.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # headers imports the tree-sitter layer; only the types are needed here
+    from ghostfill.completion.crossfile import Snippet
+    from ghostfill.completion.headers import Head
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,8 @@ class WindowAnchor:
 
     start: int | None = None
     decided_for: int | None = None
-    head: object = None
-    snippets: list = field(default_factory=list)
+    head: Head | None = None
+    snippets: list[Snippet] = field(default_factory=list)
     #: Token cache for the stable part of the prefix (text up to the end of the previous line).
     stable_text: str = ""
     stable_ids: list[int] = field(default_factory=list)

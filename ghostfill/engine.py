@@ -211,7 +211,7 @@ class CompletionEngine:
                     self.tokenizer, ctx.cross_file_tokens,
                     window_text=window.prefix + window.suffix)
             anchor.decided_for = window.prefix_start
-        head = anchor.head if isinstance(anchor.head, Head) else Head("", ())
+        head = anchor.head if anchor.head is not None else Head("", ())
         head_ids = self.tokenizer.encode(head.text) if head.text else []
         prompt = render_prompt(
             self.template,
