@@ -79,12 +79,12 @@ def _code_anchor(doc: SyntaxDocument, cursor_byte: int) -> int | None:
     source = doc.source
     position = cursor_byte
     while True:
-        position = _last_non_space(source, position)
-        if position is None:
+        last = _last_non_space(source, position)
+        if last is None:
             return None
-        node = doc.tree.root_node.descendant_for_byte_range(position, position)
+        node = doc.tree.root_node.descendant_for_byte_range(last, last)
         if node is None or "comment" not in node.type:
-            return position
+            return last
         position = node.start_byte
 
 

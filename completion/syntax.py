@@ -12,7 +12,7 @@ works in UTF-8 bytes, and the conversion is done here so no caller has to think 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from tree_sitter import Point, Tree
 from tree_sitter_language_pack import get_parser
@@ -187,7 +187,7 @@ class SyntaxDocument:
             new_end_point = Point(start_point.row + newlines, len(tail))
         else:
             new_end_point = Point(start_point.row, start_point.column + len(new_bytes))
-        kwargs = {
+        kwargs: _TreeEdit = {
             "start_byte": start_byte,
             "old_end_byte": old_end_byte,
             "new_end_byte": start_byte + len(new_bytes),
@@ -234,6 +234,17 @@ class SyntaxDocument:
         return self._text.count("\n") + 1
 
 
+class _TreeEdit(TypedDict):
+    """The arguments of `Tree.edit` for one text edit."""
+
+    start_byte: int
+    old_end_byte: int
+    new_end_byte: int
+    start_point: Point
+    old_end_point: Point
+    new_end_point: Point
+
+
 @dataclass
 class _PendingParse:
     """A parse halted at its budget: the text and old tree it needs to resume, and the edits
@@ -241,4 +252,4 @@ class _PendingParse:
 
     source: bytes
     old: Tree | None  # None: the first parse
-    later: list[tuple[dict[str, Any], tuple[int, int, int]]]
+    later: list[tuple[_TreeEdit, tuple[int, int, int]]]
