@@ -22,7 +22,7 @@ import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ghostfill.errors import ModelLoadError
 
@@ -278,22 +278,29 @@ def max_positions(config: Any) -> int:
     return 2048
 
 
+def _with_loading_info(loaded: object) -> tuple[Any, dict[str, Any]]:
+    """`from_pretrained(..., output_loading_info=True)`'s (model, loading info) pair."""
+    # transformers types from_pretrained as returning the model alone, whatever
+    # output_loading_info says; with it set, the call returns the pair.
+    return cast(tuple[Any, dict[str, Any]], loaded)
+
+
 def _load_deci(path: Path, raw: dict[str, Any], common: dict[str, Any]) -> tuple[Any, str]:
     from transformers import LlamaForCausalLM
 
     config = llama_config_from_deci(raw)
     per_layer = raw.get("num_key_value_heads_per_layer")
     if per_layer is None:
-        model, info = LlamaForCausalLM.from_pretrained(
+        model, info = _with_loading_info(LlamaForCausalLM.from_pretrained(
             str(path), config=config, output_loading_info=True, **common
-        )
+        ))
         check_complete(info, str(path))
         return model, "deci-llama"
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     state = expand_kv_heads(read_state_dict(path), per_layer, config.num_key_value_heads, head_dim)
-    model, info = LlamaForCausalLM.from_pretrained(
+    model, info = _with_loading_info(LlamaForCausalLM.from_pretrained(
         None, config=config, state_dict=state, output_loading_info=True, **common
-    )
+    ))
     check_complete(info, str(path))
     return model, "deci-llama-vgqa"
 
@@ -308,10 +315,10 @@ def _load_auto(path: Path, raw: dict[str, Any], common: dict[str, Any],
             "the code shipped with the model: set model.trust_remote_code = true if you trust it"
         )
     config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-    model, info = AutoModelForCausalLM.from_pretrained(
+    model, info = _with_loading_info(AutoModelForCausalLM.from_pretrained(
         str(path), config=config, trust_remote_code=trust_remote_code,
         output_loading_info=True, **common
-    )
+    ))
     check_complete(info, str(path))
     return model
 
@@ -334,9 +341,9 @@ def _load_gguf(path: Path, common: dict[str, Any]) -> Any:
     if gguf_tensor_count(path) == 0:
         raise ModelLoadError(f"{path.name} holds only a vocabulary, no weights")
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(
+        model, info = _with_loading_info(AutoModelForCausalLM.from_pretrained(
             str(path.parent), gguf_file=path.name, output_loading_info=True, **common
-        )
+        ))
     except (ValueError, KeyError, NotImplementedError) as e:
         raise ModelLoadError(
             f"transformers cannot load {path.name} ({str(e).splitlines()[0]}); use the "

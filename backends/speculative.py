@@ -316,9 +316,11 @@ def decode(target: KVModel, first_logits: Any, sink: TokenSink, *,
         if emitted >= max_new or free < 1 or sink.interrupted():
             return stats
         k = 0
+        drafts: list[int] = []
         if source is not None and controller is not None:
             k = max(0, min(controller.next_k(), max_new - emitted - 1, free - 1))
-        drafts = source.propose([*target.tokens, nxt], k, cancel, deadline) if k else []
+            if k:
+                drafts = source.propose([*target.tokens, nxt], k, cancel, deadline)
         drafts = _valid_prefix(drafts[:k], vocab_limit)
         if sink.interrupted():
             return stats
