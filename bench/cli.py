@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ghostfill.errors import GhostfillError
 
+if TYPE_CHECKING:  # not subscriptable at run time
+    _Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def add_bench_parser(subparsers: _Subparsers) -> None:
     """Register `bench` and its commands on the `ghostfill` parser's subparsers."""
     bench = subparsers.add_parser("bench", help="measure completion quality and latency")
     add_bench_commands(bench.add_subparsers(dest="bench_command", required=True))
 
 
-def add_bench_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_bench_commands(subparsers: _Subparsers) -> None:
     add_humaneval_parser(subparsers)
     for name, module, summary in PASSTHROUGH:
         p = subparsers.add_parser(name, help=summary, add_help=False)
@@ -40,7 +45,7 @@ PASSTHROUGH = [
 ]
 
 
-def _passthrough(module: str):  # type: ignore[no-untyped-def]
+def _passthrough(module: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         import importlib
 
@@ -49,7 +54,7 @@ def _passthrough(module: str):  # type: ignore[no-untyped-def]
     return run
 
 
-def add_humaneval_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_humaneval_parser(subparsers: _Subparsers) -> None:
     from ghostfill.bench.humaneval import DEFAULT_DATA
 
     p = subparsers.add_parser(

@@ -154,11 +154,17 @@ def replay_engine(spans: list[Span], settings: dict[str, Any], label: str) -> Re
             replay.keystrokes.append(Keystroke(
                 span.path.name, span.line, span.column + typed,
                 (time.monotonic() - created) * 1000, bool(result.text), "model",
-                result.timings.get("first_token_ms"), result.timings.get("evaluated_tokens"),
-                result.timings.get("reused_tokens")))
+                result.timings.get("first_token_ms"), _count(result.timings, "evaluated_tokens"),
+                _count(result.timings, "reused_tokens")))
     replay.wall_s = time.monotonic() - started
     engine.close()
     return replay
+
+
+def _count(timings: dict[str, float], key: str) -> int | None:
+    """A token count from the engine's timings (held as numbers next to the times)."""
+    value = timings.get(key)
+    return None if value is None else int(value)
 
 
 # -- LSP mode ---------------------------------------------------------------------------
@@ -197,8 +203,12 @@ async def replay_lsp(spans: list[Span], settings: dict[str, Any], label: str,
             result = await client.text_document_inline_completion_async(
                 _params(types, uri, span.line, col + 1, invoked=False))
             latency = (time.monotonic() - created) * 1000
-            items = list(result.items) if result is not None else []
-            source = items[0].command.arguments[0] if items and items[0].command else "none"
+            items = (list(result.items) if isinstance(result, types.InlineCompletionList)
+                     else list(result or []))
+            command = items[0].command if items else None
+            # The server names the answer's source in the command's one argument.
+            source = (str(command.arguments[0]) if command is not None and command.arguments
+                      else "none")
             replay.keystrokes.append(Keystroke(span.path.name, span.line, col + 1, latency,
                                                bool(items), source))
             if pause_s:

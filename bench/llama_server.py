@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "llama_server.sh"
@@ -56,12 +57,12 @@ def binary(timeout_s: float = 3600.0) -> Path:
     except subprocess.TimeoutExpired as e:
         raise BuildError(f"{SCRIPT} did not finish within {timeout_s:g}s") from e
     lines = done.stdout.strip().splitlines()
-    path = Path(lines[-1]) if lines else None
-    if done.returncode != 0 or path is None or not path.is_file():
+    built = Path(lines[-1]) if lines else None
+    if done.returncode != 0 or built is None or not built.is_file():
         tail = "\n".join(done.stderr.strip().splitlines()[-30:])
         raise BuildError(f"building llama-server failed ({SCRIPT}, exit {done.returncode}):\n"
                          f"{tail}")
-    return path
+    return built
 
 
 def cache_dir() -> Path:
@@ -82,9 +83,16 @@ def with_fim_tokens(src: Path, dst: Path | None = None) -> Path:
     if dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
         return dst
     reader = gguf.GGUFReader(str(src))
-    arch = reader.get_field(gguf.Keys.General.ARCHITECTURE).contents()
-    tokens = list(reader.get_field(gguf.Keys.Tokenizer.LIST).contents())
-    types = list(reader.get_field(gguf.Keys.Tokenizer.TOKEN_TYPE).contents())
+
+    def contents(key: str) -> Any:
+        found = reader.get_field(key)
+        if found is None:
+            raise ValueError(f"{src} has no {key}")
+        return found.contents()
+
+    arch = contents(gguf.Keys.General.ARCHITECTURE)
+    tokens = list(contents(gguf.Keys.Tokenizer.LIST))
+    types = list(contents(gguf.Keys.Tokenizer.TOKEN_TYPE))
     for old, new in FIM_RENAMES.items():
         if new in tokens:
             raise ValueError(f"{src} already has {new}")

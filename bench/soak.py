@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -325,7 +326,7 @@ async def soak(requests: int = 2000, *, engine: str = "local", cancel_share: flo
         prefix = doc.text[:cursor]
         line_end = doc.text.find("\n", cursor)
         rest = doc.text[cursor : len(doc.text) if line_end < 0 else line_end].rstrip("\r")
-        task.add_done_callback(lambda f, i=i, u=doc.uri, p=prefix, r=rest: judge(i, u, p, r, f))
+        task.add_done_callback(functools.partial(judge, i, doc.uri, prefix, rest))
         inflight.add(task)
         task.add_done_callback(inflight.discard)
         if len(inflight) >= max_inflight:

@@ -157,7 +157,7 @@ def write_decicoder_config(model_dir: Path) -> None:
 def fim_ids(tokenizer: Any) -> list[int] | None:
     vocab = tokenizer.get_vocab()
     ids = [vocab.get(p) for p in ("<fim_prefix>", "<fim_suffix>", "<fim_middle>")]
-    return None if None in ids else ids  # type: ignore[return-value]
+    return None if None in ids else ids
 
 
 def stdlib_fim_cuts(tokenizer: Any, count: int, *, prefix_tokens: int = 384,

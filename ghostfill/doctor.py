@@ -131,11 +131,11 @@ def run_probe(command: list[str], timeout_s: float = PROBE_TIMEOUT_S) -> ProbeRe
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
                               check=False, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
-        tail = (e.stderr or b"")[-2000:]
+        partial = (e.stderr or b"")[-2000:]
         return ProbeResult(False, f"load + decode did not finish within {timeout_s:.0f} s",
                            None, seconds=time.monotonic() - started,
-                           stderr_tail=tail.decode(errors="replace") if isinstance(tail, bytes)
-                           else str(tail))
+                           stderr_tail=partial.decode(errors="replace")
+                           if isinstance(partial, bytes) else str(partial))
     seconds = time.monotonic() - started
     tail = proc.stderr[-2000:]
     if proc.returncode < 0:
