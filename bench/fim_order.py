@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         backend = VocabOnly(LlamaCppTokenizer.from_gguf(str(path)), name)
         for order in ("psm", "spm"):
+            # A stand-in, not a Backend: `prepare` uses only its tokenizer and context length.
             engine = CompletionEngine(Config().updated({"model": {"fim_order": order}}),
                                       backend)  # type: ignore[arg-type]
             if engine.order != order:

@@ -206,7 +206,10 @@ async def soak(requests: int = 2000, *, engine: str = "local", cancel_share: flo
     # the path, and a checkout's own ghostfill/ would win over PYTHONPATH.
     await client.start_io(sys.executable, "-m", "ghostfill", "serve", env=env,
                           cwd=server_path or None)
-    pid = client._server.pid  # type: ignore[union-attr]
+    server = client._server
+    if server is None:  # start_io sets it
+        raise RuntimeError("the language server did not start")
+    pid = server.pid
     pids = {"server": pid, **({"engine": engine_pid} if engine_pid else {})}
     await client.initialize_async(types.InitializeParams(
         capabilities=types.ClientCapabilities(), initialization_options=options))

@@ -171,6 +171,7 @@ def loadable(grammar: str) -> bool:
     if grammar in _UNSAFE_GRAMMARS:
         return False
     try:
+        # The pack types grammar names as a Literal; ours are plain strings, known at run time.
         get_language(grammar)  # type: ignore[arg-type]
     except Exception:  # a grammar missing from the wheel must not take the server down
         return False
@@ -286,6 +287,7 @@ WRAPPERS = frozenset().union(*(table.wrappers for table in LANGUAGE_TABLES.value
 
 @cache
 def grammar_language(grammar: str) -> Language:
+    # The pack types grammar names as a Literal; ours are plain strings, known at run time.
     return get_language(grammar)  # type: ignore[arg-type]
 
 

@@ -34,6 +34,7 @@ def thread_parser(grammar: str) -> Parser:
     parsers: dict[str, Parser] = _local.__dict__.setdefault("parsers", {})
     parser = parsers.get(grammar)
     if parser is None:
+        # The pack types grammar names as a Literal; ours are plain strings, known at run time.
         parser = parsers[grammar] = get_parser(grammar)  # type: ignore[arg-type]
     return parser
 

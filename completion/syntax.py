@@ -49,6 +49,7 @@ class SyntaxDocument:
         self._bytes = text.encode("utf-8", "surrogatepass")
         self._ascii = len(self._bytes) == len(text)
         # Own parser: a halted parse waits in it to be resumed (see `refresh`).
+        # The pack types grammar names as a Literal; ours are plain strings, known at run time.
         self._parser = get_parser(self.grammar) if self.grammar else None  # type: ignore[arg-type]
         self._tree: Tree | None = None
         self._dirty = False  # edits since the last parse
@@ -208,6 +209,7 @@ class SyntaxDocument:
         that costs an incremental parse instead of a full one."""
         twin = object.__new__(SyntaxDocument)
         twin.__dict__.update(self.__dict__)
+        # The pack types grammar names as a Literal; ours are plain strings, known at run time.
         twin._parser = get_parser(self.grammar) if self.grammar else None  # type: ignore[arg-type]
         twin._tree = self._tree.copy() if self._tree is not None else None
         twin._pending = None  # a halted parse lives in our parser; the twin starts its own
@@ -225,6 +227,7 @@ class SyntaxDocument:
         twin = self.fork()
         pending = self._pending
         if pending is not None and self.grammar:
+            # The pack types grammar names as a Literal; ours are plain strings, known at run time.
             twin._parser, self._parser = self._parser, get_parser(self.grammar)  # type: ignore[arg-type]
             twin._pending = _PendingParse(pending.source, pending.old, list(pending.later))
             self._pending = None

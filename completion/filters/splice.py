@@ -129,6 +129,7 @@ def parse(text: str, grammar: str) -> Tree:
 
 @cache
 def _bracket_query(grammar: str) -> Query:
+    # The pack types grammar names as a Literal; ours are plain strings, known at run time.
     language = get_language(grammar)  # type: ignore[arg-type]
     tokens = [t for t in _BRACKET_TOKENS if language.id_for_node_kind(t, False) is not None]
     quoted = " ".join('"' + t + '"' for t in tokens)
