@@ -88,7 +88,7 @@ def create_backend(config: Config,
 
 def _remote_backend(config: Config) -> Backend:
     """A serving engine elsewhere: ghostfill keeps context, templates and filters locally."""
-    from ghostfill.backends.remote_tokenizer import RemoteTokenizer
+    from ghostfill.completion.tokenizer import RemoteTokenizer
     from ghostfill.fim import get_template
 
     mc, rc = config.model, config.remote

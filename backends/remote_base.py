@@ -28,9 +28,8 @@ from ghostfill.backends.remote_errors import RemoteError, StatusError, map_error
 from ghostfill.backends.remote_http import base_url, make_client, redact, request_headers
 from ghostfill.backends.remote_sse import SSEEvent
 from ghostfill.backends.remote_stream import StreamReader, pump
-from ghostfill.backends.remote_tokenizer import RemoteTokenizer
 from ghostfill.backends.token_loop import TokenLoop
-from ghostfill.completion.tokenizer import Tokenizer
+from ghostfill.completion.tokenizer import RemoteTokenizer, Tokenizer
 from ghostfill.config import RemoteConfig
 
 log = logging.getLogger("ghostfill.remote")

@@ -35,11 +35,11 @@ import pytest
 from ghostfill.backends.base import CancelToken, GenerationRequest, PromptParts
 from ghostfill.backends.remote_infill import InfillBackend
 from ghostfill.backends.remote_openai import OpenAICompletionsBackend
-from ghostfill.backends.remote_tokenizer import RemoteTokenizer
 from ghostfill.bench.llama_server import BuildError, LlamaServer, binary, with_fim_tokens
 from ghostfill.completion.crossfile import SnippetStore
 from ghostfill.completion.snapshot import CompletionInput, ContextSources
 from ghostfill.completion.stopping import LineStopper
+from ghostfill.completion.tokenizer import RemoteTokenizer
 from ghostfill.config import Config, RemoteConfig
 from ghostfill.engine import CompletionEngine
 from ghostfill.errors import BackendError

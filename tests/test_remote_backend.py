@@ -35,8 +35,8 @@ from ghostfill.backends.remote_http import base_url
 from ghostfill.backends.remote_infill import InfillBackend
 from ghostfill.backends.remote_openai import OpenAICompletionsBackend
 from ghostfill.backends.remote_sse import SSEEvent, SSEParser
-from ghostfill.backends.remote_tokenizer import RemoteTokenizer
 from ghostfill.completion.stopping import LineStopper
+from ghostfill.completion.tokenizer import RemoteTokenizer
 from ghostfill.config import RemoteConfig
 from ghostfill.errors import BackendError, ConfigError, GhostfillError
 from tests.conftest import vocab
