@@ -328,7 +328,7 @@ IMPORT_NODES: dict[str, tuple[str, ...]] = {
     "rust": ("use_declaration",),
     "c": ("preproc_include",),
     "cpp": ("preproc_include", "using_declaration"),
-    "c_sharp": ("using_directive",),
+    "csharp": ("using_directive",),
     "kotlin": ("import_header", "package_header"),
     "scala": ("import_declaration",),
     "php": ("namespace_use_declaration",),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ghostfill.completion.context import WindowAnchor
 from ghostfill.completion.crossfile import SnippetStore
 from ghostfill.completion.snapshot import CompletionInput, ContextSources
@@ -87,3 +89,25 @@ def test_a_model_switch_does_not_reuse_the_anchor_token_ids_of_the_old_vocabular
     switched = local.prepare(CompletionInput.of_text(text, len(text), path="m.py", anchor=anchor))
     fresh = local.prepare(CompletionInput.of_text(text, len(text), path="m.py"))
     assert switched.prompt.tokens == fresh.prompt.tokens
+
+
+@pytest.mark.parametrize(("language", "source", "imports"), [
+    ("python", "import os\nimport sys\n\n", "import os\nimport sys\n"),
+    ("csharp", "using System;\nusing System.Linq;\n\n", "using System;\nusing System.Linq;\n"),
+    ("java", "package shop;\nimport java.util.List;\n\n",
+     "package shop;\nimport java.util.List;\n"),
+])
+def test_the_head_keeps_the_imports_cut_from_the_window(language, source, imports):
+    # Keyed by the grammar names `language_for` gives (C#'s `using` lines were lost: "c_sharp").
+    from ghostfill.completion.context import line_starts
+    from ghostfill.completion.headers import head_for
+    from ghostfill.completion.languages import language_for
+    from ghostfill.completion.syntax import SyntaxDocument
+
+    body = "".join(f"x{i} = {i}\n" if language == "python" else f"class C{i} {{ }}\n"
+                   for i in range(30))
+    text = source + body
+    grammar = language_for(language)
+    starts = line_starts(text)
+    head = head_for(SyntaxDocument(text, grammar), text, starts, starts[20])
+    assert head.text.startswith(imports), head.text
