@@ -46,19 +46,28 @@ def model_requests() -> int:
     return sum(1 for entry in engine_log() if "prompt_tail" in entry)
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(
-    server_command=SERVE_SCRIPTED,
-    server_env={**os.environ, "GHOSTFILL_SCRIPT": str(SCRIPT)}))
-async def client(lsp_client: LanguageClient):
+SCRIPTED = ClientServerConfig(server_command=SERVE_SCRIPTED,
+                              server_env={**os.environ, "GHOSTFILL_SCRIPT": str(SCRIPT)})
+#: No debounce, warm-up or prefetch in the way; budgets far beyond any scripted answer.
+OPTIONS = {"server": {"debounceMs": 0, "warmOnOpen": False, "prefetch": False},
+           "completion": {"latencyBudgetMs": 10_000, "invokedBudgetMs": 10_000}}
+
+
+async def start(client: LanguageClient, options: dict[str, Any] = OPTIONS,
+                client_info: types.ClientInfo | None = None,
+                first: dict[str, Any] | None = None) -> None:
+    """Initialize a scripted server with an empty log and script `first` (default: none)."""
     vocab("starcoder")  # skips when the vocabulary is not here
-    script("")
+    SCRIPT.write_text(json.dumps(first or {"answer": ""}))
     Path(f"{SCRIPT}.log").unlink(missing_ok=True)
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=types.ClientCapabilities(),
-        initialization_options={"server": {"debounceMs": 0, "warmOnOpen": False,
-                                           "prefetch": False},
-                                "completion": {"latencyBudgetMs": 10_000,
-                                               "invokedBudgetMs": 10_000}}))
+    await client.initialize_session(types.InitializeParams(
+        capabilities=types.ClientCapabilities(), client_info=client_info,
+        initialization_options=options))
+
+
+@pytest_lsp.fixture(config=SCRIPTED)
+async def client(lsp_client: LanguageClient):
+    await start(lsp_client)
     yield
     await lsp_client.shutdown_session()
 
@@ -167,19 +176,10 @@ def _send(client: LanguageClient, method: str, params: Any) -> tuple[str, asynci
     return msg_id, future
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(
-    server_command=SERVE_SCRIPTED,
-    server_env={**os.environ, "GHOSTFILL_SCRIPT": str(SCRIPT)}))
+@pytest_lsp.fixture(config=SCRIPTED)
 async def neovim_client(lsp_client: LanguageClient):
     """Neovim 0.12's built-in client: says who it is, not the ghostfill notification."""
-    vocab("starcoder")
-    script("")
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=types.ClientCapabilities(),
-        client_info=types.ClientInfo(name="Neovim", version="0.12.0"),
-        initialization_options={"server": {"debounceMs": 0, "warmOnOpen": False,
-                                           "prefetch": False},
-                                "completion": {"latencyBudgetMs": 10_000}}))
+    await start(lsp_client, client_info=types.ClientInfo(name="Neovim", version="0.12.0"))
     yield
     await lsp_client.shutdown_session()
 
@@ -206,19 +206,13 @@ async def test_neovims_own_client_gets_the_line_through_its_end(neovim_client: L
                                   end=types.Position(line=1, character=13)))]
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(
-    server_command=SERVE_SCRIPTED,
-    server_env={**os.environ, "GHOSTFILL_SCRIPT": str(SCRIPT)}))
+@pytest_lsp.fixture(config=SCRIPTED)
 async def loading_client(lsp_client: LanguageClient):
     """A server whose model loads only when the test says so."""
-    vocab("starcoder")
     release = SCRIPT.with_name("loaded")
     release.unlink(missing_ok=True)
-    SCRIPT.write_text(json.dumps({"answer": "return 0", "hold_load": str(release)}))
-    Path(f"{SCRIPT}.log").unlink(missing_ok=True)
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=types.ClientCapabilities(),
-        initialization_options={"server": {"debounceMs": 0, "warmOnOpen": True}}))
+    await start(lsp_client, {"server": {"debounceMs": 0, "warmOnOpen": True}},
+                first={"answer": "return 0", "hold_load": str(release)})
     yield release
     await lsp_client.shutdown_session()
 
