@@ -26,10 +26,28 @@ class CancelToken:
     def __init__(self) -> None:
         self._event = threading.Event()
         self.reason = ""
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
 
     def cancel(self, reason: str = "cancelled") -> None:
-        self.reason = reason
-        self._event.set()
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.reason = reason
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when (or, if already cancelled, now that) the request is cancelled:
+        how a cancel leaves this process at once, for a model in another one (the engine
+        process), instead of waiting for the next poll."""
+        with self._lock:
+            if not self._event.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
 
     @property
     def cancelled(self) -> bool:
@@ -190,8 +208,10 @@ class Backend(Protocol):
         """Generate greedily (or sampled) until a stop; never raise for cancel or deadline."""
         ...
 
-    def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
-        """Prefill `tokens` into the cache ahead of a request; returns tokens evaluated."""
+    def warm(self, tokens: list[int], cancel: CancelToken | None = None,
+             document: str | None = None) -> int:
+        """Prefill `tokens` into the cache ahead of a request; returns tokens evaluated.
+        `document` names the per-document cache slot to fill (`PromptParts.document`)."""
         ...
 
     def options(self) -> dict[str, object]:

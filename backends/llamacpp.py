@@ -279,7 +279,8 @@ class LlamaCppBackend:
         """Nothing to ask: the model is in this process."""
         return {}
 
-    def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
+    def warm(self, tokens: list[int], cancel: CancelToken | None = None,
+             document: str | None = None) -> int:
         tokens = tokens[: self.context_length - 1]
         if not tokens:
             return 0

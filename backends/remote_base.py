@@ -173,7 +173,8 @@ class StreamingRemoteBackend:
         raise NotImplementedError
 
     # -- Backend protocol ---------------------------------------------------------------
-    def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
+    def warm(self, tokens: list[int], cancel: CancelToken | None = None,
+             document: str | None = None) -> int:
         """Nothing to do ahead of time: the servers cache prompts themselves (prefix caching)."""
         return 0
 

@@ -22,6 +22,7 @@ Multiline = Literal["auto", "always", "never"]
 FimOrder = Literal["auto", "psm", "spm"]
 Speculative = Literal["auto", "off", "prompt-lookup", "draft"]
 Device = Literal["auto", "cpu", "cuda"]
+EngineMode = Literal["shared", "private", "inprocess"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class ModelConfig:
     trust_remote_code: bool = False
     #: Never touch the network, even for models that are not cached yet.
     offline: bool = False
+    #: Memory for the keys/values of the documents kept warm (one cache slot per recently
+    #: used document, so returning to a file does not re-read its window); None sizes it from
+    #: the model's bytes per token and the machine's memory.
+    kv_cache_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,13 @@ class ServerConfig:
     cache_size: int = 256
     prefetch: bool = True
     warm_on_open: bool = True
+    #: Where the model runs. "shared": one engine process per user and model configuration,
+    #: shared by every editor window and `ghostfill complete`, started on demand and
+    #: supervised; "private": an engine process for this server alone; "inprocess": the model
+    #: in the server's own process (debugging, tests: a native crash takes the server down).
+    engine: EngineMode = "shared"
+    #: A shared engine with no client left exits after this many seconds.
+    engine_idle_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +168,9 @@ class Config:
             (0 <= self.completion.alternatives <= 8, "completion.alternatives must be 0..8"),
             (self.server.debounce_ms >= 0, "server.debounce_ms must be >= 0"),
             (self.server.cache_size >= 0, "server.cache_size must be >= 0"),
+            (self.server.engine_idle_s >= 0, "server.engine_idle_s must be >= 0"),
+            (self.model.kv_cache_mb is None or self.model.kv_cache_mb >= 1,
+             "model.kv_cache_mb must be >= 1"),
             (
                 self.model.context_length is None or self.model.context_length >= 64,
                 "model.context_length must be >= 64",

@@ -145,10 +145,12 @@ class CompletionEngine:
         return EngineInfo(backend=self.backend.name, model=self.backend.model_name,
                           template=self.template.name, options=self.backend.options())
 
-    def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
+    def warm(self, tokens: list[int], cancel: CancelToken | None = None,
+             document: str | None = None) -> int:
         """Prefill `tokens` (a prompt, or the start of one) into the backend's cache ahead of
-        a request; returns the tokens evaluated (0 for remote backends)."""
-        return self.backend.warm(tokens, cancel)
+        a request, in `document`'s cache slot; returns the tokens evaluated (0 for remote
+        backends)."""
+        return self.backend.warm(tokens, cancel, document)
 
     def close(self) -> None:
         """Release the model; the engine is not used afterwards."""

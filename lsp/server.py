@@ -274,7 +274,7 @@ class GhostfillServer(LanguageServer):
                 session.adopt(source)
                 if not cancel.cancelled:
                     await self.run_model(engine.warm, prepared.prompt.tokens[:-1],
-                                         cancel)
+                                         cancel, prepared.path or None)
             except GhostfillError as e:
                 log.debug("warm-up skipped: %s", e)
             finally:

@@ -85,7 +85,8 @@ class ScriptedBackend:
             log.write(json.dumps({"end": loop.reason, "tokens": len(loop.tokens)}) + "\n")
         return Generation(loop.finish(), list(loop.tokens), loop.reason, timings)
 
-    def warm(self, tokens: list[int], cancel: CancelToken | None = None) -> int:
+    def warm(self, tokens: list[int], cancel: CancelToken | None = None,
+             document: str | None = None) -> int:
         with open(f"{self.script}.log", "a") as log:
             log.write(json.dumps({"warm": len(tokens)}) + "\n")
         return 0
