@@ -1,9 +1,10 @@
 """GPU (or CPU) backend on transformers, with speculative decoding under per-token control.
 
 Loading lives in `hf_loading` (native classes, no remote code), the decoding loop in
-`speculative`; this module ties them to the Backend protocol: KV reuse between requests by
-longest common prefix, the per-token checks of a request (`token_loop`, shared with the other
-backends) and the pairing check that makes a draft model safe to use.
+`speculative`; this module ties them to the Backend protocol: one KV cache per document,
+reused between requests by longest common prefix (`DocumentCaches`), the per-token checks of a
+request (`token_loop`, shared with the other backends) and the pairing check that makes a draft
+model safe to use.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,96 @@ PAIRED_PIECES = (
     "<|endoftext|>", "<file_sep>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
 )
 SPECULATIVE_MODES = ("auto", "off", "prompt-lookup", "draft")
+#: The default bound on the document caches: this share of the memory the device has free
+#: once the models are loaded...
+KV_CACHE_MEMORY_SHARE = 0.25
+#: ...but no more than this many full contexts (more would keep documents long closed)...
+KV_CACHE_MAX_CONTEXTS = 16
+#: ...and never less than one full context, the active document's. When the free memory
+#: cannot be learned, this many full contexts.
+KV_CACHE_UNKNOWN_CONTEXTS = 4
+
+
+@dataclass
+class DocumentCache:
+    """One document's keys/values: the target's cache and, with a draft model, the draft's.
+
+    Each is a `KVModel` of its own over the shared weights, so switching documents is picking
+    another object, and a failure that resets one cache leaves the other documents' alone.
+    """
+
+    target: KVModel
+    draft: ModelDraft | None
+
+
+class DocumentCaches:
+    """The per-document caches, least recently used first, bounded in bytes.
+
+    Returning to a file must not re-read its window after another file ran, so each document
+    (None: one anonymous slot) keeps its own cache. A slot's size is its cached tokens times
+    the KV bytes per token of each model (`kv_bytes_per_token`): DynamicCache holds exactly
+    one key and one value vector per layer, KV head and token. Before a slot is used, the
+    least recently used other slots are dropped until the slot, grown to what the work needs,
+    fits the bound beside the rest; the slot in use is never dropped, even when it alone is
+    over the bound (its size is capped by the context length anyway).
+    """
+
+    def __init__(self, new: Callable[[], DocumentCache], *, limit_bytes: int,
+                 target_bytes_per_token: int, draft_bytes_per_token: int = 0) -> None:
+        self._new = new
+        self.limit_bytes = limit_bytes
+        self.target_bytes_per_token = target_bytes_per_token
+        self.draft_bytes_per_token = draft_bytes_per_token
+        self._slots: OrderedDict[str | None, DocumentCache] = OrderedDict()
+        #: Guards the table only: `options()` reads it while a request runs on a slot.
+        self._lock = threading.Lock()
+
+    @property
+    def bytes_per_token(self) -> int:
+        """KV bytes one token takes in a slot, target and draft together."""
+        return self.target_bytes_per_token + self.draft_bytes_per_token
+
+    def slot_bytes(self, slot: DocumentCache) -> int:
+        draft = len(slot.draft.kv.tokens) if slot.draft is not None else 0
+        return (len(slot.target.tokens) * self.target_bytes_per_token
+                + draft * self.draft_bytes_per_token)
+
+    def used_bytes(self) -> int:
+        with self._lock:
+            slots = list(self._slots.values())
+        return sum(self.slot_bytes(s) for s in slots)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def peek(self, document: str | None) -> DocumentCache | None:
+        """The document's cache if it has one, without making it the most recent."""
+        with self._lock:
+            return self._slots.get(document)
+
+    def latest(self) -> DocumentCache | None:
+        """The most recently used cache, if any."""
+        with self._lock:
+            return next(reversed(self._slots.values()), None)
+
+    def use(self, document: str | None, need_tokens: int) -> DocumentCache:
+        """The document's cache (a new one if it has none), now the most recently used, with
+        the least recently used others dropped until it fits at `need_tokens` tokens."""
+        with self._lock:
+            slot = self._slots.pop(document, None) or self._new()
+            self._slots[document] = slot
+            need = max(self.slot_bytes(slot), need_tokens * self.bytes_per_token)
+            others = [d for d in self._slots if d != document]
+            total = need + sum(self.slot_bytes(self._slots[d]) for d in others)
+            for oldest in others:
+                if total <= self.limit_bytes:
+                    break
+                total -= self.slot_bytes(self._slots.pop(oldest))
+            return slot
+
+    def clear(self) -> None:
+        with self._lock:
+            self._slots.clear()
 
 
 class TransformersBackend:
@@ -62,7 +156,11 @@ class TransformersBackend:
         speculative: str = "auto",
         trust_remote_code: bool = False,
         model_name: str = "",
+        kv_cache_bytes: int | None = None,
     ) -> None:
+        """`kv_cache_bytes` bounds the per-document caches (`DocumentCaches`); None sizes it
+        with `default_kv_cache_bytes` from the model's KV bytes per token and the memory the
+        device has free once the models are loaded."""
         if speculative not in SPECULATIVE_MODES:
             raise ModelLoadError(
                 f"speculative must be one of {', '.join(SPECULATIVE_MODES)}, not '{speculative}'"
@@ -81,42 +179,73 @@ class TransformersBackend:
         self.tokenizer = HFTokenizer(loaded.tokenizer, name=self.model_name)
         self.context_length = min(context_length or loaded.max_positions, loaded.max_positions)
         self.speculative = speculative
-        self._target = KVModel(loaded.model, max_positions=self.context_length)
+        self._target_model = loaded.model
         self._vocab_limit = int(loaded.model.get_output_embeddings().weight.shape[0])
-        self._draft: ModelDraft | None = None
+        self._draft_model: Any = None
+        self._draft_positions = 0
         #: Why an optional draft model is not in use (shown by diagnostics), or "".
         self.draft_problem = ""
         if draft is not None and speculative in ("auto", "draft"):
             try:
-                self._draft = self._load_draft(loaded, draft, trust_remote_code)
+                self._draft_model = self._load_draft(loaded, draft, trust_remote_code)
             except ModelNotAvailable as e:
                 if speculative == "draft":
                     raise
                 # "auto" is best effort: without the draft's files, prompt lookup still helps.
                 self.draft_problem = str(e)
+        self._slots = self._document_caches(kv_cache_bytes)
         self._lookup = PromptLookupDraft()
         self._controllers = _controllers(None)
         self._lock = threading.Lock()
 
-    def _load_draft(self, target: LoadedModel, spec: str | Path,
-                    trust_remote_code: bool) -> ModelDraft:
+    def _load_draft(self, target: LoadedModel, spec: str | Path, trust_remote_code: bool) -> Any:
+        """The draft model, once its vocabulary is known to mean what the target's does."""
         loaded = load_model(_model_path(spec), device=str(target.device), dtype=target.dtype,
                             trust_remote_code=trust_remote_code)
         check_pairing(target.tokenizer, loaded.tokenizer, self.model_name, str(spec))
-        kv = KVModel(loaded.model, max_positions=min(loaded.max_positions, self.context_length))
-        return ModelDraft(kv, vocab_limit=self._vocab_limit)
+        self._draft_positions = min(loaded.max_positions, self.context_length)
+        return loaded.model
+
+    def _document_caches(self, limit_bytes: int | None) -> DocumentCaches:
+        target = kv_bytes_per_token(self._target_model.config, self.dtype)
+        draft = (kv_bytes_per_token(self._draft_model.config, self.dtype)
+                 if self._draft_model is not None else 0)
+        if limit_bytes is None:
+            limit_bytes = default_kv_cache_bytes(target + draft, self.context_length,
+                                                 free_device_memory(self.device))
+        return DocumentCaches(self._new_cache, limit_bytes=limit_bytes,
+                              target_bytes_per_token=target, draft_bytes_per_token=draft)
+
+    def _new_cache(self) -> DocumentCache:
+        """Empty caches for a document: new KVModels over the loaded weights."""
+        draft = None
+        if self._draft_model is not None:
+            kv = KVModel(self._draft_model, max_positions=self._draft_positions)
+            draft = ModelDraft(kv, vocab_limit=self._vocab_limit)
+        return DocumentCache(KVModel(self._target_model, max_positions=self.context_length),
+                             draft)
 
     @property
     def cached_tokens(self) -> list[int]:
-        """Token ids whose keys/values the target cache holds (for tests and diagnostics)."""
-        return list(self._target.tokens)
+        """Token ids whose keys/values the most recently used target cache holds (for tests
+        and diagnostics)."""
+        slot = self._slots.latest()
+        return list(slot.target.tokens) if slot is not None else []
+
+    def slot_tokens(self, document: str | None, *, draft: bool = False) -> list[int] | None:
+        """Token ids cached for `document` (the draft model's with `draft`); None when the
+        document has no cache (never used, or evicted)."""
+        slot = self._slots.peek(document)
+        if slot is None:
+            return None
+        if draft:
+            return list(slot.draft.kv.tokens) if slot.draft is not None else None
+        return list(slot.target.tokens)
 
     def reset_cache(self) -> None:
         """Forget cached keys/values, e.g. so a benchmark measures every prompt afresh."""
         with self._lock:
-            self._target.reset()
-            if self._draft is not None:
-                self._draft.kv.reset()
+            self._slots.clear()
 
     def fix_draft_length(self, k: int | None) -> None:
         """Draft exactly `k` tokens per round (None: adapt k to the acceptance rate again)."""
@@ -127,13 +256,16 @@ class TransformersBackend:
         """Per draft source: current k, acceptance and measured step costs."""
         return {name: c.snapshot() for name, c in self._controllers.items()}
 
-    def draft_source(self, request: GenerationRequest) -> tuple[DraftSource | None,
-                                                                DraftLength | None]:
-        """Which drafts this request gets: none when sampling or when speculation is off."""
+    def draft_source(self, request: GenerationRequest, slot: DocumentCache | None = None
+                     ) -> tuple[DraftSource | None, DraftLength | None]:
+        """Which drafts this request gets: none when sampling or when speculation is off.
+        A draft model drafts on `slot`'s draft cache (by default the request document's)."""
         if not request.speculative or request.temperature > 0 or self.speculative == "off":
             return None, None
-        if self._draft is not None and self.speculative in ("auto", "draft"):
-            return self._draft, self._controllers["draft"]
+        if self._draft_model is not None and self.speculative in ("auto", "draft"):
+            slot = slot or self._slots.peek(request.prompt.document) or self._new_cache()
+            if slot.draft is not None:
+                return slot.draft, self._controllers["draft"]
         return self._lookup, self._controllers["prompt-lookup"]
 
     # -- Backend protocol -------------------------------------------------------------
@@ -144,12 +276,13 @@ class TransformersBackend:
     def warm(self, tokens: list[int], cancel: CancelToken | None = None,
              document: str | None = None) -> int:
         tokens = tokens[: self.context_length - 1]
-        if not tokens:
+        if not tokens or (cancel is not None and cancel.cancelled):
             return 0
         with self._lock:
-            evaluated = self._guarded(lambda: self._target.sync(tokens, cancel).evaluated)
-            if self._draft is not None and not (cancel is not None and cancel.cancelled):
-                draft = self._draft
+            slot = self._slots.use(document, len(tokens))
+            evaluated = self._guarded(lambda: slot.target.sync(tokens, cancel).evaluated)
+            draft = slot.draft
+            if draft is not None and not (cancel is not None and cancel.cancelled):
                 self._guarded(lambda: draft.warm(tokens, cancel))
             return evaluated
 
@@ -161,8 +294,10 @@ class TransformersBackend:
             timings.queued_ms = (start - request.created) * 1000
             if request.cancel.cancelled:
                 return Generation("", [], "cancelled", timings)
+            slot = self._slots.use(request.prompt.document,
+                                   len(request.tokens) + request.max_tokens)
             synced = self._guarded(
-                lambda: self._target.sync(request.tokens, request.cancel, request.deadline)
+                lambda: slot.target.sync(request.tokens, request.cancel, request.deadline)
             )
             timings.reused_tokens, timings.evaluated_tokens = synced.reused, synced.evaluated
             after_prompt = time.monotonic()
@@ -171,23 +306,23 @@ class TransformersBackend:
                 reason: StopReason = "cancelled" if request.cancel.cancelled else "deadline"
                 timings.total_ms = (after_prompt - request.created) * 1000
                 return Generation("", [], reason, timings)
-            result = self._decode(request, synced.logits, timings, after_prompt)
+            result = self._decode(request, slot, synced.logits, timings, after_prompt)
             timings.total_ms = (time.monotonic() - request.created) * 1000
             return result
 
-    def _decode(self, request: GenerationRequest, logits: Any, timings: Timings,
-                t0: float) -> Generation:
+    def _decode(self, request: GenerationRequest, slot: DocumentCache, logits: Any,
+                timings: Timings, t0: float) -> Generation:
         room = self.context_length - len(request.tokens)
         limit = min(request.max_tokens, room)
         loop = TokenLoop(request, timings, tokenizer=self.tokenizer, limit=limit,
                          context_limited=room < request.max_tokens)
-        source, controller = self.draft_source(request)
+        source, controller = self.draft_source(request, slot)
         pick = greedy_pick if request.temperature <= 0 else _sampler(request.temperature)
         if request.banned_first:
             source, controller = None, None  # every token through `pick`
             pick = _banning(pick, request.banned_first, loop)
         stats = self._guarded(lambda: decode(
-            self._target, logits, loop, source=source,
+            slot.target, logits, loop, source=source,
             controller=controller, max_new=limit, pick=pick, cancel=request.cancel,
             deadline=request.deadline,
         ))
@@ -207,13 +342,15 @@ class TransformersBackend:
 
     def options(self) -> dict[str, object]:
         return {"device": str(self.device), "speculative": self.speculative,
-                "context_length": self.context_length}
+                "context_length": self.context_length,
+                "kv_cache_bytes": self._slots.limit_bytes,
+                "kv_cache_used_bytes": self._slots.used_bytes(),
+                "kv_cache_slots": len(self._slots),
+                "kv_bytes_per_token": self._slots.bytes_per_token}
 
     def close(self) -> None:
         with self._lock:
-            self._target.reset()
-            if self._draft is not None:
-                self._draft.kv.reset()
+            self._slots.clear()
             if self.device.type == "cuda":
                 import torch
 
@@ -244,6 +381,64 @@ def check_pairing(target_tokenizer: Any, draft_tokenizer: Any, target_name: str,
             f"draft model {draft_name} cannot speculate for {target_name}: different "
             f"end-of-text ids ({target_tokenizer.eos_token_id} vs {draft_tokenizer.eos_token_id})"
         )
+
+
+def kv_bytes_per_token(config: Any, dtype: Any) -> int:
+    """Bytes one token takes in a model's KV cache: layers x 2 (key, value) x KV heads x head
+    dim x the dtype's size, read from the config.
+
+    Multi-query models (GPTBigCode's `multi_query`) have one KV head; a config without
+    `head_dim` splits `hidden_size` over the attention heads. Sliding-window layers hold
+    fewer positions, so for them this is an upper bound.
+    """
+    import torch
+
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = int(text.num_attention_heads)
+    kv_heads = getattr(text, "num_key_value_heads", None) or (
+        1 if getattr(text, "multi_query", False) else heads)
+    head_dim = getattr(text, "head_dim", None) or int(text.hidden_size) // heads
+    size = torch.empty((), dtype=dtype).element_size()
+    return int(text.num_hidden_layers) * 2 * int(kv_heads) * int(head_dim) * size
+
+
+def default_kv_cache_bytes(bytes_per_token: int, context_length: int,
+                           free_bytes: int | None) -> int:
+    """The default bound on the document caches.
+
+    A quarter (`KV_CACHE_MEMORY_SHARE`) of the memory the device has free with the models
+    loaded, capped at `KV_CACHE_MAX_CONTEXTS` full contexts and never below one (the active
+    document must fit); `KV_CACHE_UNKNOWN_CONTEXTS` full contexts when the free memory is
+    unknown. A full context is `context_length` tokens at `bytes_per_token`.
+    """
+    one = bytes_per_token * context_length
+    if free_bytes is None:
+        return KV_CACHE_UNKNOWN_CONTEXTS * one
+    return max(one, min(int(free_bytes * KV_CACHE_MEMORY_SHARE), KV_CACHE_MAX_CONTEXTS * one))
+
+
+def free_device_memory(device: Any) -> int | None:
+    """Bytes free on `device` now: CUDA asks the driver; otherwise the machine's available
+    RAM (the CPU's, and what Apple's unified memory shares). None when it cannot be told."""
+    if device.type == "cuda":
+        import torch
+
+        return int(torch.cuda.mem_get_info(device)[0])
+    return _available_ram()
+
+
+def _available_ram() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _controllers(fixed_k: int | None) -> dict[str, DraftLength]:
@@ -285,4 +480,5 @@ def _sampler(temperature: float) -> Any:
     return pick
 
 
-__all__ = ["PAIRED_PIECES", "TransformersBackend", "check_pairing"]
+__all__ = ["PAIRED_PIECES", "DocumentCache", "DocumentCaches", "TransformersBackend",
+           "check_pairing", "default_kv_cache_bytes", "kv_bytes_per_token"]

@@ -40,14 +40,19 @@ from ghostfill.backends.hf_loading import (  # noqa: E402
     read_state_dict,
     uniform_kv_heads,
 )
-from ghostfill.backends.sequences import prompt_lookup  # noqa: E402
+from ghostfill.backends.sequences import common_prefix, prompt_lookup  # noqa: E402
 from ghostfill.backends.speculative import (  # noqa: E402
     DraftLength,
     KVModel,
     ModelDraft,
     verify,
 )
-from ghostfill.backends.transformers_backend import TransformersBackend  # noqa: E402
+from ghostfill.backends.transformers_backend import (  # noqa: E402
+    KV_CACHE_MAX_CONTEXTS,
+    TransformersBackend,
+    default_kv_cache_bytes,
+    kv_bytes_per_token,
+)
 from ghostfill.bench.speculative import build_random_pair  # noqa: E402
 from ghostfill.errors import ModelLoadError, ModelNotAvailable  # noqa: E402
 from tests.conftest import vocab  # noqa: E402
@@ -117,8 +122,9 @@ def random_prompt(rng: random.Random, lo: int = 4, hi: int = 48) -> list[int]:
 
 
 def generate(backend: TransformersBackend, tokens: list[int], max_tokens: int = 24,
-             **kw: Any) -> Generation:
-    return backend.generate(GenerationRequest(PromptParts(tokens), max_tokens=max_tokens, **kw))
+             document: str | None = None, **kw: Any) -> Generation:
+    return backend.generate(GenerationRequest(PromptParts(tokens, document=document),
+                                              max_tokens=max_tokens, **kw))
 
 
 # -- exactness --------------------------------------------------------------------------
@@ -231,6 +237,132 @@ def test_kv_cache_is_reused_between_requests(env: Env, backend: TransformersBack
     assert second.tokens == reference_greedy(env.target, follow, 16)
     # Warming an extension of the prompt evaluates only the new tokens.
     assert backend.warm([*follow, 7, 8, 9]) <= 4
+
+
+# -- a cache per document ----------------------------------------------------------------
+def test_returning_to_a_document_reuses_its_cache(env: Env, backend: TransformersBackend) -> None:
+    rng = random.Random(20)
+    a, b = random_prompt(rng, 30, 40), random_prompt(rng, 30, 40)
+    first = generate(backend, a, 16, document="a.py")
+    other = generate(backend, b, 16, document="b.py")
+    assert other.timings.reused_tokens == 0  # b.py did not start from a.py's cache
+    # Back in a.py: the user typed 8 suggested tokens, then something else.
+    follow = [*a, *first.tokens[:8], 4242]
+    again = generate(backend, follow, 16, document="a.py")
+    assert again.timings.reused_tokens >= len(a) + 7
+    assert again.timings.evaluated_tokens <= 2
+    assert again.tokens == reference_greedy(env.target, follow, 16)
+    # b.py's caches (the target's and the draft's) are still its own.
+    b_target = backend.slot_tokens("b.py")
+    b_draft = backend.slot_tokens("b.py", draft=True)
+    assert b_target is not None and b_target[: len(b)] == b
+    assert b_draft is not None and b_draft[: len(b)] == b
+    options = backend.options()
+    assert isinstance(options["kv_cache_slots"], int) and options["kv_cache_slots"] >= 2
+
+
+def test_outputs_are_exact_whichever_slot_and_whatever_ran_between(
+    env: Env, backend: TransformersBackend
+) -> None:
+    """Documents edited in turn (continued, or edited mid-prompt), drafts on: every answer is
+    a fresh backend's and the plain greedy one, and each document resumes from its own cache."""
+    rng = random.Random(21)
+    fresh = TransformersBackend(env.target_dir, draft=env.draft_dir, device="cpu")
+    names: list[str | None] = ["a.py", "b.py", None]
+    docs = {d: random_prompt(rng, 20, 30) for d in names}
+    seen: dict[str | None, list[int]] = {}
+    order = [*names, *(rng.choice(names) for _ in range(6))]
+    backend.fix_draft_length(4)
+    try:
+        for step, doc in enumerate(order):
+            text = docs[doc]
+            if doc in seen and rng.random() < 0.5:  # an edit inside the document
+                cut = rng.randrange(len(text) // 2, len(text))
+                text = [*text[:cut], *random_prompt(rng, 1, 4)]
+            gen = generate(backend, text, 12, document=doc)
+            fresh.reset_cache()
+            assert gen.tokens == generate(fresh, text, 12).tokens, f"step {step}"
+            assert gen.tokens == reference_greedy(env.target, text, 12), f"step {step}"
+            if doc in seen:  # its own cache, whatever documents ran in between
+                shared = min(common_prefix(seen[doc], text), len(text) - 1)
+                assert gen.timings.reused_tokens >= shared, f"step {step}"
+            seen[doc] = text
+            docs[doc] = [*text, *gen.tokens[:4], rng.randrange(100, VOCAB)]
+    finally:
+        backend.fix_draft_length(None)
+        fresh.close()
+
+
+def test_least_recently_used_document_is_evicted_at_the_byte_bound(env: Env) -> None:
+    per_token = kv_bytes_per_token(env.target.config, torch.float32)
+    bound = 100 * per_token  # two documents of 40-token prompts and 8-token answers
+    b = TransformersBackend(env.target_dir, device="cpu", speculative="off",
+                            kv_cache_bytes=bound)
+    try:
+        assert b.options()["kv_bytes_per_token"] == per_token
+        assert b.options()["kv_cache_bytes"] == bound
+        rng = random.Random(22)
+        prompts = {d: random_prompt(rng, 40, 41) for d in ("a.py", "b.py", "c.py")}
+        for doc in ("a.py", "b.py", "a.py"):  # a.py is used again: b.py is now the oldest
+            generate(b, prompts[doc], 8, document=doc)
+        assert b.options()["kv_cache_slots"] == 2
+        c = generate(b, prompts["c.py"], 8, document="c.py")
+        assert c.tokens == reference_greedy(env.target, prompts["c.py"], 8)
+        assert b.slot_tokens("b.py") is None
+        assert b.slot_tokens("a.py") is not None and b.slot_tokens("c.py") is not None
+        used = b.options()["kv_cache_used_bytes"]
+        assert isinstance(used, int) and 0 < used <= bound
+        assert used == per_token * sum(len(b.slot_tokens(d) or []) for d in ("a.py", "c.py"))
+        # b.py starts over, and its output is still exact.
+        again = generate(b, prompts["b.py"], 8, document="b.py")
+        assert again.timings.reused_tokens == 0
+        assert again.tokens == reference_greedy(env.target, prompts["b.py"], 8)
+        assert b.slot_tokens("a.py") is None and b.options()["kv_cache_slots"] == 2
+    finally:
+        b.close()
+
+
+def test_warm_fills_the_named_slot(env: Env, backend: TransformersBackend) -> None:
+    rng = random.Random(23)
+    tokens, other = random_prompt(rng, 20, 30), random_prompt(rng, 20, 30)
+    anonymous = backend.slot_tokens(None)
+    assert backend.warm(tokens, document="w.py") == len(tokens)
+    assert backend.slot_tokens("w.py") == tokens
+    assert backend.slot_tokens("w.py", draft=True) == tokens  # the draft model's cache too
+    assert backend.slot_tokens(None) == anonymous
+    generate(backend, other, 8, document="x.py")
+    follow = [*tokens, 4242]
+    gen = generate(backend, follow, 8, document="w.py")
+    assert gen.timings.reused_tokens == len(tokens) and gen.timings.evaluated_tokens == 1
+    assert gen.tokens == reference_greedy(env.target, follow, 8)
+
+
+def test_kv_bytes_per_token_is_what_the_caches_hold(env: Env) -> None:
+    """The rule the byte bound counts with matches the tensors DynamicCache keeps, for the
+    Llama target (grouped KV heads) and the GPTBigCode draft (one multi-query KV head)."""
+    prompt = random_prompt(random.Random(24), 20, 30)
+    for model in (env.target, env.draft):
+        kv = KVModel(model, max_positions=1024)
+        kv.sync(prompt)
+        held = sum(layer.keys.nbytes + layer.values.nbytes for layer in kv.cache.layers)
+        assert held == len(prompt) * kv_bytes_per_token(model.config, torch.float32)
+    assert kv_bytes_per_token(env.target.config, torch.float16) * 2 == \
+        kv_bytes_per_token(env.target.config, torch.float32)
+
+
+def test_default_bound_is_a_share_of_free_memory_within_one_to_many_contexts(
+    lookup_backend: TransformersBackend,
+) -> None:
+    one = 1000 * 100  # bytes per token x context length
+    assert default_kv_cache_bytes(1000, 100, 4_000_000) == 1_000_000  # a quarter of it
+    assert default_kv_cache_bytes(1000, 100, 10**12) == KV_CACHE_MAX_CONTEXTS * one
+    assert default_kv_cache_bytes(1000, 100, 1000) == one  # the active document must fit
+    assert default_kv_cache_bytes(1000, 100, None) == 4 * one
+    options = lookup_backend.options()
+    per_token, bound = options["kv_bytes_per_token"], options["kv_cache_bytes"]
+    assert isinstance(per_token, int) and isinstance(bound, int)
+    per_context = per_token * lookup_backend.context_length
+    assert per_context <= bound <= KV_CACHE_MAX_CONTEXTS * per_context
 
 
 # -- per-token control ------------------------------------------------------------------
