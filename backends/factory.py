@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from ghostfill.backends.base import Backend
+from ghostfill.completion.tokenizer import Tokenizer
 from ghostfill.config import Config
-from ghostfill.errors import ConfigError, ModelNotAvailable
+from ghostfill.errors import ConfigError, ModelLoadError, ModelNotAvailable
 from ghostfill.models import ResolvedModel, resolve
 
 #: Backends that send generation to a server elsewhere: no model, and no native model code, in
@@ -29,13 +31,23 @@ def backend_kind(config: Config, model: ResolvedModel | None) -> str:
 
 
 def create_backend(config: Config,
-                   on_progress: Callable[[float], None] | None = None) -> Backend:
+                   on_progress: Callable[[float], None] | None = None,
+                   on_event: Callable[[str, str], None] | None = None) -> Backend:
     """`on_progress` is told how far a local model's load is (0..1), where the backend
-    can say."""
+    can say; `on_event` hears what the user should know of an engine process (kind, message:
+    see `engine_client`)."""
     mc = config.model
     if is_remote(config):
         return _remote_backend(config)
     model = resolve(mc.name, offline=mc.offline)
+    if config.server.engine != "inprocess":
+        from ghostfill.backends.engine_client import EngineBackend
+
+        # Budgets are counted here, on every keystroke: the tokenizer stays in this process
+        # (a vocabulary, megabytes), the weights go to the engine.
+        return EngineBackend(config, _tokenizer(config, model),
+                             private=config.server.engine == "private",
+                             on_progress=on_progress, on_event=on_event)
     kind = backend_kind(config, model)
     context_length = mc.context_length or (model.preset.context_length if model.preset else None)
     if kind == "llamacpp":
@@ -82,8 +94,30 @@ def create_backend(config: Config,
             speculative=mc.speculative,
             trust_remote_code=mc.trust_remote_code,
             model_name=model.display_name,
+            kv_cache_bytes=mc.kv_cache_mb * 2**20 if mc.kv_cache_mb else None,
         )
     raise ConfigError(f"unknown backend '{kind}'")
+
+
+def _tokenizer(config: Config, model: ResolvedModel) -> Tokenizer:
+    """The model's own tokenizer, without its weights."""
+    if model.kind == "gguf" and backend_kind(config, model) == "llamacpp":
+        from ghostfill.completion.tokenizer import LlamaCppTokenizer
+        from ghostfill.models import check_gguf
+
+        check_gguf(Path(model.path))
+        try:
+            return LlamaCppTokenizer.from_gguf(str(model.path))
+        except (ValueError, RuntimeError, OSError) as e:
+            raise ModelLoadError(f"cannot load {Path(model.path).name}: "
+                                 f"{str(e).splitlines()[0]}") from e
+    from ghostfill.backends.hf_loading import _load_tokenizer
+    from ghostfill.completion.tokenizer import HFTokenizer
+
+    path = Path(model.path)
+    raw = _load_tokenizer(path.parent, gguf_file=path.name) if path.suffix == ".gguf" \
+        else _load_tokenizer(path, trust_remote_code=config.model.trust_remote_code)
+    return HFTokenizer(raw, name=model.display_name)
 
 
 def _remote_backend(config: Config) -> Backend:

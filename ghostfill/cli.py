@@ -216,6 +216,71 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_engine(args: argparse.Namespace) -> int:
+    """`ghostfill engine run|start|status|stop` (see backends/engine_service.py)."""
+    from ghostfill.backends import engine_control
+    from ghostfill.backends.engine_place import EnginePlace, all_places
+
+    action = args.engine_command
+    if action == "run":
+        return _engine_run(args)
+    if action == "status":
+        infos = [engine_control.status(place) for place in all_places()]
+        if args.json:
+            print(json.dumps(infos, indent=2))
+        else:
+            print("\n".join(engine_control.describe(i) for i in infos) or "no engine running")
+        return 0
+    if action == "stop":
+        places = all_places() if args.all else [EnginePlace.for_config(build_config(args))]
+        failed = [p for p in places if not engine_control.stop(p)]
+        for place in failed:
+            print(f"ghostfill: could not stop the engine at {place.socket}", file=sys.stderr)
+        print(f"stopped {len(places) - len(failed)} engine(s)")
+        return 1 if failed else 0
+    # start: as a language server would, then leave it running for the others
+    from ghostfill.backends.engine_client import EngineSupervisor
+
+    config = build_config(args)
+    supervisor = EngineSupervisor(config, private=False)
+    info = supervisor.start()
+    supervisor.close()
+    print(f"engine pid {info.get('pid')}: {info.get('model')} ready on "
+          f"{EnginePlace.for_config(config).socket}")
+    return 0
+
+
+def _engine_run(args: argparse.Namespace) -> int:
+    import faulthandler
+    import logging
+    import signal
+
+    from ghostfill.backends.engine_place import EnginePlace
+    from ghostfill.backends.engine_service import EngineService
+
+    faulthandler.enable()  # a native crash leaves the Python stack in the engine's log
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = Config().updated({"model": json.loads(args.model_config)}) \
+        if args.model_config else build_config(args)
+    tcp = None
+    token = None
+    if args.listen:
+        host, _, port = args.listen.removeprefix("tcp:").rpartition(":")
+        if not port.isdigit():
+            raise GhostfillError(f"--listen {args.listen}: expected tcp:HOST:PORT")
+        tcp = (host or "127.0.0.1", int(port))
+        token = os.environ.get(args.token_env or "")
+        if not token:
+            raise GhostfillError("--listen: a TCP engine needs a token (--token-env VAR); "
+                                 "its clients send $VAR, anyone else is refused")
+    socket_path = None if tcp else (Path(args.socket) if args.socket
+                                    else EnginePlace.for_config(config).socket)
+    service = EngineService(config, socket_path, idle_s=args.idle, private=args.private,
+                            tcp=tcp, token=token)
+    signal.signal(signal.SIGTERM, lambda *_: service.stop())
+    return service.serve()
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ghostfill", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ghostfill {__version__}")
@@ -276,6 +341,30 @@ def make_parser() -> argparse.ArgumentParser:
                    help="seconds the load + decode may take (default 300)")
     model_options(p)
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("engine", help="the process that runs the model for every editor window")
+    engine = p.add_subparsers(dest="engine_command", required=True)
+    q = engine.add_parser("status", help="the engines running for this user")
+    q.add_argument("--json", action="store_true")
+    q = engine.add_parser("stop", help="stop the engine of this model configuration")
+    q.add_argument("--all", action="store_true", help="stop every engine of this user")
+    model_options(q)
+    q = engine.add_parser("start", help="start the shared engine now and wait for its model")
+    model_options(q)
+    q = engine.add_parser("run", help="run an engine in the foreground (what `start` spawns)")
+    q.add_argument("--socket", help="Unix socket path (default: the configuration's own)")
+    q.add_argument("--listen", metavar="tcp:HOST:PORT",
+                   help="listen on TCP instead (needs --token-env)")
+    q.add_argument("--token-env", metavar="VAR", dest="token_env",
+                   help="clients must send the token in $VAR")
+    q.add_argument("--idle", type=float, default=300.0,
+                   help="exit after this many seconds without a client (default 300)")
+    q.add_argument("--private", action="store_true",
+                   help="exit when the first client leaves")
+    q.add_argument("--model-config", dest="model_config",
+                   help="model settings as JSON (what a starting client passes)")
+    model_options(q)
+    p.set_defaults(func=cmd_engine)
 
     p = sub.add_parser("models", help="list model presets and whether they work offline")
     p.add_argument("--json", action="store_true")

@@ -120,6 +120,9 @@ class ServerConfig:
     engine: EngineMode = "shared"
     #: A shared engine with no client left exits after this many seconds.
     engine_idle_s: float = 300.0
+    #: An engine silent this long (it answers pings even while generating) is hung: it is
+    #: killed and restarted.
+    engine_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,7 @@ class Config:
             (self.server.debounce_ms >= 0, "server.debounce_ms must be >= 0"),
             (self.server.cache_size >= 0, "server.cache_size must be >= 0"),
             (self.server.engine_idle_s >= 0, "server.engine_idle_s must be >= 0"),
+            (self.server.engine_timeout_s > 0, "server.engine_timeout_s must be > 0"),
             (self.model.kv_cache_mb is None or self.model.kv_cache_mb >= 1,
              "model.kv_cache_mb must be >= 1"),
             (

@@ -21,6 +21,8 @@ from typing import Any
 
 import platformdirs
 
+from ghostfill.config import Config
+
 
 def state_dir() -> Path:
     configured = os.environ.get("GHOSTFILL_STATE_DIR")
@@ -84,9 +86,24 @@ class CrashGuard:
         return sorted(found, key=lambda d: d.get("time", 0))
 
 
+def safe_config(config: Config, crashes: list[dict[str, Any]]) -> tuple[Config, str]:
+    """The configuration to load in after `crashes` (see `CrashGuard.crashed`), and what to
+    tell the user: llama.cpp's extra buffer types go off unless the user chose them."""
+    message = describe_crash(crashes[-1])
+    if config.model.extra_buffer_types is None:
+        config = config.updated({"model": {"extra_buffer_types": False}})
+        message += ". This load runs with llama.cpp's extra buffer types off"
+    else:
+        message += (f". model.extraBufferTypes is {config.model.extra_buffer_types}; "
+                    "if this repeats, try it the other way")
+    message += ". `ghostfill doctor` checks this machine in a child process"
+    return config, message
+
+
 def describe_crash(data: dict[str, Any]) -> str:
     options = data.get("options") or {}
     shown = ", ".join(f"{k}={v}" for k, v in options.items()) if options else "default options"
-    return (f"the previous ghostfill server (pid {data.get('pid')}) ended abruptly while "
+    return (f"the previous ghostfill {data.get('process', 'server')} (pid {data.get('pid')}) "
+            f"ended abruptly while "
             f"{data.get('phase', 'running')} with {data.get('model', 'the model')} "
             f"({shown}): a native crash or the out-of-memory killer")

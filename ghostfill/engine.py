@@ -112,11 +112,13 @@ class CompletionEngine:
 
     @classmethod
     def load(cls, config: Config,
-             on_progress: Callable[[float], None] | None = None) -> CompletionEngine:
-        """The engine for `config`; `on_progress` hears how far the model's load is (0..1)."""
+             on_progress: Callable[[float], None] | None = None,
+             on_event: Callable[[str, str], None] | None = None) -> CompletionEngine:
+        """The engine for `config`; `on_progress` hears how far the model's load is (0..1),
+        `on_event` what happens to an engine process (see `create_backend`)."""
         from ghostfill.backends.factory import create_backend
 
-        backend = create_backend(config, on_progress)
+        backend = create_backend(config, on_progress, on_event)
         # Learn what a server offers (context size, slots) now; a server that is not up yet is
         # no reason to fail here: generation reports it, once, when it is needed.
         try:

@@ -32,7 +32,7 @@ from ghostfill import __version__
 from ghostfill.backends.factory import is_remote
 from ghostfill.completion.definitions import fs_path
 from ghostfill.config import Config
-from ghostfill.crash_guard import CrashGuard, describe_crash
+from ghostfill.crash_guard import CrashGuard, safe_config
 from ghostfill.errors import GhostfillError, InvalidPosition
 from ghostfill.lsp.cache import SuggestionCache
 from ghostfill.lsp.completions import Answer, CompletionService
@@ -166,7 +166,9 @@ class GhostfillServer(LanguageServer):
                     message=f"loading {self.config.model.name}", percentage=percent))
 
         try:
-            self._recover_from_crash()
+            if self.config.server.engine == "inprocess" and not is_remote(self.config):
+                # An engine process keeps its own crash markers (`engine_service`).
+                self._recover_from_crash()
             engine = self._load_guarded(CompletionEngine, on_progress)
             old, self.engine = self.engine, engine
             if old is not None:
@@ -201,14 +203,7 @@ class GhostfillServer(LanguageServer):
         crashes = self.crash_guard.crashed()
         if not crashes:
             return
-        message = describe_crash(crashes[-1])
-        if self.config.model.extra_buffer_types is None:
-            self.config = self.config.updated({"model": {"extra_buffer_types": False}})
-            message += ". This server runs with llama.cpp's extra buffer types off"
-        else:
-            message += (f". model.extraBufferTypes is {self.config.model.extra_buffer_types}; "
-                        "if this repeats, try it the other way")
-        message += ". `ghostfill doctor` checks this machine in a child process"
+        self.config, message = safe_config(self.config, crashes)
         log.warning("%s", message)
         self.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning,
                                                          message=f"ghostfill: {message}"))
@@ -219,8 +214,9 @@ class GhostfillServer(LanguageServer):
         either is known to the next server (the first decode is where llama.cpp's AMX kernel
         faults)."""
         mc = self.config.model
-        if is_remote(self.config):  # no native model code in this process
-            return engine_cls.load(self.config)
+        if is_remote(self.config) or self.config.server.engine != "inprocess":
+            # No native model code in this process: an engine process or a server runs it.
+            return engine_cls.load(self.config, on_progress, self.engine_event)
         guard = self.crash_guard
         guard.arm("loading the model", {"model": mc.name, "options": {
             "extra_buffer_types": "auto" if mc.extra_buffer_types is None
@@ -233,6 +229,27 @@ class GhostfillServer(LanguageServer):
         engine.warm(engine.tokenizer.encode("def main():\n    return 0\n"))
         guard.disarm()
         return engine
+
+    def engine_event(self, kind: str, message: str) -> None:
+        """What the engine process's supervisor tells the user (from its threads): one warning
+        per incident, the way back only in the log, where the documents are warmed again."""
+        loop = self._loop
+        if loop is None:
+            return
+        loop.call_soon_threadsafe(self._on_engine_event, kind, message)
+
+    def _on_engine_event(self, kind: str, message: str) -> None:
+        self.stats.add(**{f"engine_{kind}": 1})
+        if kind == "restored":
+            self.log(f"ghostfill: {message}")
+            self.service.cache.clear()
+            if self.config.server.warm_on_open:
+                self._warm_open_documents()
+            return
+        level = types.MessageType.Error if kind == "failing" else types.MessageType.Warning
+        log.warning("%s", message)
+        self.window_show_message(types.ShowMessageParams(type=level,
+                                                         message=f"ghostfill: {message}"))
 
     def suggestion_ready(self, uri: str, version: int, offset: int) -> None:
         """`ghostfill/suggestionReady`: what the latency budget could not wait for is ready

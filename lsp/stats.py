@@ -38,6 +38,12 @@ class Stats:
     #: `ghostfill/suggestionReady` notifications sent for those and for joined lines.
     late: int = 0
     ready_sent: int = 0
+    #: The engine process: incidents (it died or hung), restarts that brought it back,
+    #: crash loops reported, and notices (a safe configuration after a crash).
+    engine_lost: int = 0
+    engine_restored: int = 0
+    engine_failing: int = 0
+    engine_notice: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -66,4 +72,6 @@ class Stats:
                 "suggestions": {"shown": self.shown, "accepted": self.accepted,
                                 "partial": self.partial, "partial_joined": self.partial_joined,
                                 "late": self.late, "ready_sent": self.ready_sent},
+                "engine": {"lost": self.engine_lost, "restored": self.engine_restored,
+                           "failing": self.engine_failing, "notice": self.engine_notice},
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,19 @@ VOCAB_DIR = Path(os.environ.get("GHOSTFILL_VOCAB_DIR", ROOT.parent / "shared" / 
 DATA_DIR = Path(os.environ.get("GHOSTFILL_DATA_DIR", ROOT.parent / "shared" / "data"))
 EXAMPLES = ROOT / "examples"
 SERVE = [sys.executable, "-m", "ghostfill", "serve"]
+
+# The engine processes the servers under test start live in a folder of this test session
+# (short: socket paths are limited), not beside the user's own; they are stopped at the end.
+RUNTIME_DIR = os.environ.setdefault("GHOSTFILL_RUNTIME_DIR",
+                                    tempfile.mkdtemp(prefix="gf-rt-", dir="/tmp"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from ghostfill.backends import engine_control
+    from ghostfill.backends.engine_place import all_places
+
+    for place in all_places():
+        engine_control.stop(place, timeout=5.0)
 
 
 def vocab(name: str) -> Path:

@@ -6,20 +6,26 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from lsprotocol import types
 
+from ghostfill.backends import engine_control
+from ghostfill.backends.engine_place import all_places
 from ghostfill.crash_guard import CrashGuard
 from ghostfill.lsp.protocol import plain
+from tests.conftest import RUNTIME_DIR
 from tests.sync_client import SyncClient
 
 #: Arms a guard the way the server does before loading, then dies of a real SIGSEGV.
 CRASHING_LOAD = """
 import ctypes, sys
 from pathlib import Path
+from ghostfill.backends import engine_control
+from ghostfill.backends.engine_place import all_places
 from ghostfill.crash_guard import CrashGuard
 from ghostfill.lsp.protocol import plain
 CrashGuard(Path(sys.argv[1])).arm("decoding its first tokens",
@@ -72,12 +78,17 @@ def test_a_normal_exit_leaves_no_marker(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_the_server_after_a_crash_tells_the_user_and_serves_in_the_safe_configuration(
-        tmp_path: Path):
+@pytest.mark.parametrize("engine", ["shared", "inprocess"])
+def test_the_model_after_a_crash_tells_the_user_and_serves_in_the_safe_configuration(
+        tmp_path: Path, engine: str):
+    # Shared: the engine process that starts next finds the marker and says so through the
+    # server; in process: the server itself does.
     crash_while_armed(tmp_path)
-    command = ["env", f"GHOSTFILL_STATE_DIR={tmp_path}", sys.executable, "-m", "ghostfill",
-               "serve"]
-    server = SyncClient(settings={"server": {"debounceMs": 0}}, command=command)
+    runtime = Path(tempfile.mkdtemp(prefix="gf-rt-", dir="/tmp"))  # socket paths are short
+    command = ["env", f"GHOSTFILL_STATE_DIR={tmp_path}", f"GHOSTFILL_RUNTIME_DIR={runtime}",
+               sys.executable, "-m", "ghostfill", "serve"]
+    server = SyncClient(settings={"server": {"debounceMs": 0, "engine": engine}},
+                        command=command)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not server.messages:
@@ -96,6 +107,14 @@ def test_the_server_after_a_crash_tells_the_user_and_serves_in_the_safe_configur
         assert server.alive()
     finally:
         server.stop()
-    # The server exited normally: nothing is left for the next one to report.
+        if runtime.is_dir():
+            os.environ["GHOSTFILL_RUNTIME_DIR"], saved = str(runtime), RUNTIME_DIR
+            try:
+                for place in all_places():
+                    assert engine_control.stop(place)
+            finally:
+                os.environ["GHOSTFILL_RUNTIME_DIR"] = saved
+    # The server (and its engine) exited normally: nothing is left for the next one to
+    # report.
     assert CrashGuard(tmp_path).crashed() == []
     assert not list((tmp_path / "crash-guard").glob("*.json")), os.listdir(tmp_path)

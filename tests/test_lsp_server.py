@@ -225,7 +225,19 @@ async def test_a_client_without_inline_completion_gets_the_completion_list(
     assert capabilities.completion_provider is not None
 
 
-async def test_the_model_load_reports_its_progress_in_percent(client: LanguageClient):
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVE))
+async def loading_client(lsp_client: LanguageClient):
+    """A server whose engine is its own (`private`): the model is loaded for it, wherever
+    the shared engine of the other tests stands."""
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=client_capabilities(),
+        initialization_options={"server": {"debounceMs": 0, "engine": "private"}}))
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_the_model_load_reports_its_progress_in_percent(loading_client: LanguageClient):
+    client = loading_client
     # The client declared window.workDoneProgress: the load is a progress with percentages
     # (what VS Code's status bar and the Neovim plugin show while the model loads).
     await stats(client)

@@ -1,0 +1,159 @@
+"""What crosses the engine's socket: newline-delimited JSON messages, and the backend seam's
+requests and answers spelled as JSON.
+
+A generation request carries what `GenerationRequest` carries. Two things cannot cross as
+they are and are translated here: times (the deadline and the keystroke's time travel as
+seconds from now, since each process has its own view of `time.monotonic()`), and the stop
+rules, which cross as the `LineStopper`'s fields and are rebuilt on the other side, so that
+the engine stops at the very token the in-process backend would. The stream of kept text
+(`on_text`) comes back as messages; a cancel goes out as one (`op: cancel`).
+
+Framing is one JSON object per line: the messages are small (a 2,000-token prompt is about
+10 KB), and a line is what both sides can read with the standard library's buffered file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import socket
+import threading
+import time
+from typing import Any
+
+from ghostfill.backends.base import (
+    CancelToken,
+    Generation,
+    GenerationRequest,
+    PromptParts,
+    Timings,
+)
+from ghostfill.completion.stopping import LineStopper
+from ghostfill.errors import BackendError
+
+#: Bumped when a message changes meaning; the handshake refuses another protocol.
+PROTOCOL = 1
+#: The longest line either side accepts (a full-context prompt is far below this).
+MAX_LINE = 16 * 1024 * 1024
+
+
+class ChannelClosed(Exception):
+    """The other side is gone (end of stream, reset, or a line that is not a message)."""
+
+
+class Channel:
+    """A socket that sends and receives whole messages; sends are thread-safe."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._reader = sock.makefile("rb")
+        self._send_lock = threading.Lock()
+        self.closed = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        with self._send_lock:
+            if self.closed:
+                raise ChannelClosed("closed")
+            try:
+                self.sock.sendall(data)
+            except OSError as e:
+                raise ChannelClosed(str(e)) from e
+
+    def receive(self) -> dict[str, Any]:
+        try:
+            line = self._reader.readline(MAX_LINE)
+        except (OSError, ValueError) as e:
+            raise ChannelClosed(str(e)) from e
+        if not line or not line.endswith(b"\n"):
+            raise ChannelClosed("end of stream")
+        try:
+            message = json.loads(line)
+        except ValueError as e:
+            raise ChannelClosed(f"not a message: {e}") from e
+        if not isinstance(message, dict):
+            raise ChannelClosed("not a message: not an object")
+        return message
+
+    def close(self) -> None:
+        with self._send_lock:
+            self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def request_to_wire(request: GenerationRequest) -> dict[str, Any]:
+    """The request as JSON; `on_text` becomes a flag (the text comes back as messages)."""
+    now = time.monotonic()
+    stopper = request.stopper
+    if stopper is not None and not isinstance(stopper, LineStopper):
+        raise BackendError(f"the engine process cannot apply stop rules of type "
+                           f"{type(stopper).__name__}")
+    prompt = request.prompt
+    return {
+        "prompt": {
+            "tokens": prompt.tokens, "text": prompt.text,
+            "context": [list(c) for c in prompt.context], "prefix": prompt.prefix,
+            "middle": prompt.middle, "suffix": prompt.suffix, "document": prompt.document,
+        },
+        "max_tokens": request.max_tokens,
+        "stop_ids": sorted(request.stop_ids),
+        "stop_strings": list(request.stop_strings),
+        "stopper": dataclasses.asdict(stopper) if stopper is not None else None,
+        # No deadline and an infinite one (`ghostfill complete` waits) mean the same; JSON
+        # has no infinity.
+        "budget_s": None if request.deadline is None or not math.isfinite(request.deadline)
+        else request.deadline - now,
+        "age_s": now - request.created,
+        "speculative": request.speculative,
+        "temperature": request.temperature,
+        "min_indent": request.min_indent,
+        "banned_first": sorted(request.banned_first),
+        "stream": request.on_text is not None,
+    }
+
+
+def request_from_wire(data: dict[str, Any], cancel: CancelToken,
+                      on_text: Any = None) -> GenerationRequest:
+    """The request a backend in the engine runs; raises KeyError/TypeError/ValueError on a
+    malformed message (answered with an error, the connection stays up)."""
+    now = time.monotonic()
+    p = data["prompt"]
+    prompt = PromptParts(
+        tokens=[int(t) for t in p["tokens"]], text=p.get("text"),
+        context=tuple((str(f), str(t)) for f, t in p.get("context") or ()),
+        prefix=p.get("prefix"), middle=str(p.get("middle") or ""),
+        suffix=str(p.get("suffix") or ""), document=p.get("document"),
+    )
+    stopper = LineStopper(**data["stopper"]) if data.get("stopper") else None
+    budget = data.get("budget_s")
+    return GenerationRequest(
+        prompt,
+        max_tokens=int(data["max_tokens"]),
+        stop_ids=frozenset(int(t) for t in data.get("stop_ids") or ()),
+        stop_strings=tuple(str(s) for s in data.get("stop_strings") or ()),
+        stopper=stopper,
+        deadline=None if budget is None else now + float(budget),
+        cancel=cancel,
+        on_text=on_text,
+        created=now - float(data.get("age_s") or 0.0),
+        speculative=bool(data.get("speculative", True)),
+        temperature=float(data.get("temperature") or 0.0),
+        min_indent=data.get("min_indent"),
+        banned_first=frozenset(int(t) for t in data.get("banned_first") or ()),
+    )
+
+
+def generation_to_wire(generation: Generation) -> dict[str, Any]:
+    return {"text": generation.text, "tokens": list(generation.tokens),
+            "stop_reason": generation.stop_reason, "timings": vars(generation.timings)}
+
+
+def generation_from_wire(data: dict[str, Any]) -> Generation:
+    fields = {f.name for f in dataclasses.fields(Timings)}
+    timings = Timings(**{k: v for k, v in (data.get("timings") or {}).items() if k in fields})
+    return Generation(str(data["text"]), [int(t) for t in data["tokens"]],
+                      data["stop_reason"], timings)

@@ -1,0 +1,345 @@
+"""The engine process with real processes, sockets and signals: sharing, stale sockets,
+mismatches, other users, kills mid-stream, hangs, cancels and idle exit.
+
+Every test has its own runtime folder, so each starts its own engines and stops them after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ghostfill.backends import engine_control
+from ghostfill.backends.base import CancelToken, GenerationRequest, PromptParts
+from ghostfill.backends.engine_client import EngineBackend
+from ghostfill.backends.engine_place import EnginePlace, all_places, engine_alive
+from ghostfill.backends.factory import create_backend
+from ghostfill.config import Config
+from tests.sync_client import SyncClient
+
+PROMPT = "import math\n\n\ndef area(radius):\n    return"
+LONG_PROMPT = "# The numbers from one to one hundred, one per line:\n1\n2\n3\n"
+
+
+@pytest.fixture
+def runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="gf-rt-", dir="/tmp"))
+    monkeypatch.setenv("GHOSTFILL_RUNTIME_DIR", str(path))
+    yield path
+    for place in all_places():
+        engine_control.stop(place, timeout=5.0)
+
+
+def config(**server: object) -> Config:
+    return Config().updated({"model": {"contextLength": 512}, "server": server})
+
+
+def request(backend: EngineBackend, text: str, **kw: object) -> GenerationRequest:
+    tok = backend.tokenizer
+    ids = ([tok.bos_id] if tok.add_bos and tok.bos_id is not None else []) + tok.encode(text)
+    return GenerationRequest(PromptParts(tokens=ids, document="/tmp/a.py"),
+                             **{"max_tokens": 12, **kw})  # type: ignore[arg-type]
+
+
+def wait_for(condition, timeout: float = 60.0) -> bool:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, kind: str, message: str) -> None:
+        with self.lock:
+            self.seen.append((kind, message))
+
+    def kinds(self) -> list[str]:
+        with self.lock:
+            return [k for k, _ in self.seen]
+
+
+def engine(cfg: Config, events: Events | None = None) -> EngineBackend:
+    backend = create_backend(cfg, on_event=events)
+    assert isinstance(backend, EngineBackend)
+    return backend
+
+
+def test_a_generation_through_the_engine_is_the_in_process_one(runtime: Path):
+    cfg = config()
+    backend = engine(cfg)
+    local = create_backend(config(engine="inprocess"))
+    try:
+        pieces: list[str] = []
+        remote = backend.generate(request(backend, PROMPT, on_text=pieces.append))
+        here = local.generate(request(backend, PROMPT))
+        assert remote.text and remote.tokens == here.tokens and remote.text == here.text
+        assert "".join(pieces) == remote.text  # streamed as generated
+        assert remote.timings.generated_tokens == len(remote.tokens)
+        assert backend.options()["engine"] == "shared"
+        assert backend.options()["engine_pid"] != os.getpid()
+    finally:
+        backend.close()
+        local.close()
+
+
+def test_the_socket_and_its_folder_are_the_users_only(runtime: Path):
+    backend = engine(config())
+    try:
+        place = EnginePlace.for_config(config())
+        assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
+        assert stat.S_IMODE(place.socket.stat().st_mode) == 0o600
+        assert stat.S_IMODE(place.log.stat().st_mode) == 0o600
+        if os.getuid() != 0:
+            return
+        # As root, open both up and connect as another user: the engine asks the kernel who
+        # connected (SO_PEERCRED) and refuses.
+        os.chmod(runtime, 0o755)
+        os.chmod(place.socket, 0o666)
+        probe = ("import json, socket, os, sys\n"
+                 "os.setgid(65534); os.setuid(65534)\n"
+                 "s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+                 "try:\n"
+                 "    s.sendall(b'{\"op\": \"status\"}\\n')\n"
+                 "    print(repr(s.recv(1000)))\n"
+                 "except (ConnectionResetError, BrokenPipeError):\n"
+                 "    print('reset')\n")
+        out = subprocess.run([sys.executable, "-c", probe, str(place.socket)],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() in ("b''", "reset"), out.stdout  # closed without a word
+        assert "refused a client of user id 65534" in place.log.read_text()
+    finally:
+        backend.close()
+
+
+def test_two_servers_starting_at_once_share_one_engine(runtime: Path):
+    env = f"GHOSTFILL_RUNTIME_DIR={runtime}"
+    command = ["env", env, sys.executable, "-m", "ghostfill", "serve"]
+    settings = {"server": {"debounceMs": 0}, "model": {"contextLength": 512}}
+    servers: list[SyncClient] = []
+    threads = [threading.Thread(target=lambda: servers.append(
+        SyncClient(settings=settings, command=command))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        for i, server in enumerate(servers):
+            uri = f"file:///tmp/gf-two/{i}.py"
+            server.open(uri, PROMPT)
+            result = server.inline(uri, 4, 10, invoked=True)
+            assert result is not None and result.items, server.messages
+        infos = [engine_control.status(p) for p in all_places()]
+        assert len(infos) == 1, infos
+        assert len(infos[0]["clients"]) == 2 and infos[0]["state"] == "ready"
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_a_stale_socket_of_a_killed_engine_is_replaced(runtime: Path):
+    backend = engine(config())
+    place = EnginePlace.for_config(config())
+    pid = backend.options()["engine_pid"]
+    backend.close()
+    assert isinstance(pid, int)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: not engine_alive(place))
+    assert place.socket.exists()  # left behind
+    with pytest.raises(OSError):
+        socket.socket(socket.AF_UNIX).connect(str(place.socket))
+    again = engine(config())
+    try:
+        assert again.options()["engine_pid"] not in (pid, None)
+        assert again.generate(request(again, PROMPT)).text
+    finally:
+        again.close()
+
+
+def test_an_engine_of_another_configuration_on_the_socket_is_refused(runtime: Path):
+    # Something else listens where this configuration's engine belongs: an engine for other
+    # model settings (as after an upgrade, or a hand-started one).
+    place = EnginePlace.for_config(config())
+    other = json.dumps({"name": "gemma3-270m", "context_length": 256})
+    squatter = subprocess.Popen([sys.executable, "-m", "ghostfill", "engine", "run",
+                                 "--socket", str(place.socket), "--model-config", other],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: place.socket.exists())
+        events = Events()
+        backend = engine(config(), events)
+        try:
+            notices = [m for k, m in events.seen if k == "notice"]
+            assert len(notices) == 1 and "configuration" in notices[0], events.seen
+            assert "own" in notices[0]
+            assert backend.options()["engine"] == "private"
+            assert backend.options()["engine_pid"] != squatter.pid
+            assert backend.generate(request(backend, PROMPT)).text
+        finally:
+            backend.close()
+    finally:
+        squatter.terminate()
+        squatter.wait(30)
+
+
+def long_generation(backend: EngineBackend, cancel: CancelToken, first: threading.Event):
+    def on_text(_: str) -> None:
+        first.set()
+
+    return request(backend, LONG_PROMPT, max_tokens=400, cancel=cancel, on_text=on_text)
+
+
+def test_a_cancel_reaches_the_model_in_the_engine(runtime: Path):
+    backend = engine(config())
+    try:
+        cancel, first = CancelToken(), threading.Event()
+        result: list = []
+        worker = threading.Thread(target=lambda: result.append(
+            backend.generate(long_generation(backend, cancel, first))))
+        worker.start()
+        assert first.wait(60)
+        cancel.cancel()
+        worker.join(60)
+        assert not worker.is_alive()
+        generation = result[0]
+        # The engine's own answer: its loop saw the cancel and stopped early.
+        assert generation.stop_reason == "cancelled", generation
+        assert 0 < generation.timings.generated_tokens < 400
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+def test_an_engine_killed_mid_stream_answers_empty_and_comes_back(runtime: Path, sig: int):
+    events = Events()
+    backend = engine(config(), events)
+    try:
+        pid = backend.options()["engine_pid"]
+        assert isinstance(pid, int)
+        cancel, first = CancelToken(), threading.Event()
+        result: list = []
+        worker = threading.Thread(target=lambda: result.append(
+            backend.generate(long_generation(backend, cancel, first))))
+        worker.start()
+        assert first.wait(60)
+        os.kill(pid, sig)
+        worker.join(30)
+        assert not worker.is_alive(), "a request in flight hung"
+        assert result[0].stop_reason == "error" and result[0].text == ""
+        assert wait_for(lambda: "restored" in events.kinds(), 120), events.seen
+        assert events.kinds().count("lost") == 1, events.seen
+        lost = next(m for k, m in events.seen if k == "lost")
+        assert f"pid {pid}" in lost and signal.Signals(sig).name in lost, lost
+        assert backend.options()["engine_pid"] not in (pid, None)
+        assert backend.generate(request(backend, PROMPT)).text
+    finally:
+        backend.close()
+
+
+def test_a_hung_engine_is_killed_and_restarted(runtime: Path):
+    events = Events()
+    backend = engine(config(engine_timeout_s=2.0), events)
+    pid = backend.options()["engine_pid"]
+    assert isinstance(pid, int)
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        assert wait_for(lambda: "restored" in events.kinds(), 120), events.seen
+        assert events.kinds().count("lost") == 1
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, 0)
+            pytest.fail("the hung engine is still there")
+        assert backend.generate(request(backend, PROMPT)).text
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        backend.close()
+
+
+def test_an_engine_without_clients_exits_after_its_idle_time(runtime: Path):
+    backend = engine(config(engine_idle_s=1.0))
+    place = EnginePlace.for_config(config())
+    assert engine_alive(place)
+    time.sleep(2.0)
+    assert engine_alive(place)  # a client is connected: no idle exit
+    backend.close()
+    assert wait_for(lambda: not engine_alive(place), 30)
+    assert not place.socket.exists()
+
+
+def test_a_private_engine_ends_with_its_server(runtime: Path):
+    backend = engine(config(engine="private"))
+    assert backend.options()["engine"] == "private"
+    places = all_places()
+    assert len(places) == 1 and places[0].name.endswith(f"-p{os.getpid()}")
+    backend.close()
+    assert wait_for(lambda: not engine_alive(places[0]), 30)
+
+
+def test_engine_status_and_stop_from_the_command_line(runtime: Path):
+    backend = engine(config())
+    try:
+        run = [sys.executable, "-m", "ghostfill", "engine"]
+        out = subprocess.run([*run, "status", "--json"], capture_output=True, text=True,
+                             timeout=60)
+        infos = json.loads(out.stdout)
+        assert len(infos) == 1 and infos[0]["state"] == "ready"
+        assert infos[0]["pid"] == backend.options()["engine_pid"]
+        assert infos[0]["rss_bytes"] > 0
+        out = subprocess.run([*run, "stop", "--all"], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0 and "stopped 1" in out.stdout, out.stderr
+        assert not all_places()
+    finally:
+        backend.close()
+
+
+def test_a_tcp_engine_needs_its_token(runtime: Path):
+    out = subprocess.run([sys.executable, "-m", "ghostfill", "engine", "run", "--listen",
+                          "tcp:127.0.0.1:0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "token" in out.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GF_TOKEN": "sesame"}
+    proc = subprocess.Popen([sys.executable, "-m", "ghostfill", "engine", "run", "--listen",
+                             f"tcp:127.0.0.1:{port}", "--token-env", "GF_TOKEN"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def ask(message: dict) -> dict:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.sendall(json.dumps(message).encode() + b"\n")
+                return json.loads(s.makefile().readline())
+
+        def listening() -> bool:
+            try:
+                ask({"op": "status", "token": "sesame"})
+                return True
+            except OSError:
+                return False
+
+        assert wait_for(listening)
+        assert ask({"op": "status"})["ok"] is False
+        assert ask({"op": "status", "token": "wrong"})["ok"] is False
+        assert ask({"op": "status", "token": "sesame"})["pid"] == proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
