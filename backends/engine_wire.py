@@ -16,21 +16,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import math
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from ghostfill.backends.base import (
     CancelToken,
     Generation,
     GenerationRequest,
     PromptParts,
+    Stopper,
     Timings,
 )
-from ghostfill.completion.stopping import LineStopper
 from ghostfill.errors import BackendError
 
 #: Bumped when a message changes meaning; the handshake refuses another protocol.
@@ -88,10 +89,6 @@ class Channel:
 def request_to_wire(request: GenerationRequest) -> dict[str, Any]:
     """The request as JSON; `on_text` becomes a flag (the text comes back as messages)."""
     now = time.monotonic()
-    stopper = request.stopper
-    if stopper is not None and not isinstance(stopper, LineStopper):
-        raise BackendError(f"the engine process cannot apply stop rules of type "
-                           f"{type(stopper).__name__}")
     prompt = request.prompt
     return {
         "prompt": {
@@ -102,7 +99,7 @@ def request_to_wire(request: GenerationRequest) -> dict[str, Any]:
         "max_tokens": request.max_tokens,
         "stop_ids": sorted(request.stop_ids),
         "stop_strings": list(request.stop_strings),
-        "stopper": dataclasses.asdict(stopper) if stopper is not None else None,
+        "stopper": stopper_to_wire(request.stopper),
         # No deadline and an infinite one (`ghostfill complete` waits) mean the same; JSON
         # has no infinity.
         "budget_s": None if request.deadline is None or not math.isfinite(request.deadline)
@@ -128,7 +125,7 @@ def request_from_wire(data: dict[str, Any], cancel: CancelToken,
         prefix=p.get("prefix"), middle=str(p.get("middle") or ""),
         suffix=str(p.get("suffix") or ""), document=p.get("document"),
     )
-    stopper = LineStopper(**data["stopper"]) if data.get("stopper") else None
+    stopper = stopper_from_wire(data.get("stopper"))
     budget = data.get("budget_s")
     return GenerationRequest(
         prompt,
@@ -145,6 +142,31 @@ def request_from_wire(data: dict[str, Any], cancel: CancelToken,
         min_indent=data.get("min_indent"),
         banned_first=frozenset(int(t) for t in data.get("banned_first") or ()),
     )
+
+
+def stopper_to_wire(stopper: Stopper | None) -> dict[str, Any] | None:
+    """Stop rules cross as their class's name and fields: a dataclass of ghostfill's own
+    (`LineStopper`; a benchmark's baseline rule), rebuilt by the engine from the same code."""
+    if stopper is None:
+        return None
+    cls = type(stopper)
+    if not dataclasses.is_dataclass(stopper) or not cls.__module__.startswith("ghostfill."):
+        raise BackendError(f"the engine process cannot apply stop rules of type "
+                           f"{cls.__name__}: not a dataclass of ghostfill's")
+    return {"type": f"{cls.__module__}:{cls.__qualname__}",
+            "fields": dataclasses.asdict(stopper)}
+
+
+def stopper_from_wire(data: dict[str, Any] | None) -> Stopper | None:
+    if not data:
+        return None
+    module, _, name = str(data["type"]).partition(":")
+    if not module.startswith("ghostfill."):  # nothing but ghostfill's own code is imported
+        raise ValueError(f"stop rules of type {data['type']!r}")
+    cls: Any = getattr(importlib.import_module(module), name)
+    if not isinstance(cls, type) or not dataclasses.is_dataclass(cls):
+        raise ValueError(f"stop rules of type {data['type']!r}")
+    return cast(Stopper, cls(**data["fields"]))
 
 
 def generation_to_wire(generation: Generation) -> dict[str, Any]:

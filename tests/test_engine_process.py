@@ -21,13 +21,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lsprotocol import types
 
+import ghostfill
 from ghostfill.backends import engine_control
 from ghostfill.backends.base import CancelToken, GenerationRequest, PromptParts
 from ghostfill.backends.engine_client import EngineBackend
 from ghostfill.backends.engine_place import EnginePlace, all_places, engine_alive
 from ghostfill.backends.factory import create_backend
 from ghostfill.config import Config
+from ghostfill.lsp.protocol import plain
 from tests.sync_client import SyncClient
 
 PROMPT = "import math\n\n\ndef area(radius):\n    return"
@@ -343,3 +346,93 @@ def test_a_tcp_engine_needs_its_token(runtime: Path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_the_server_outlives_its_engine_says_so_once_and_serves_again(runtime: Path):
+    command = ["env", f"GHOSTFILL_RUNTIME_DIR={runtime}", sys.executable, "-m", "ghostfill",
+               "serve"]
+    server = SyncClient(settings={"server": {"debounceMs": 0}, "model": {"contextLength": 512}},
+                        command=command)
+    try:
+        uri = "file:///tmp/gf-outlive/a.py"
+        server.open(uri, PROMPT)
+        first = server.inline(uri, 4, 10, invoked=True)
+        assert first is not None and first.items, server.messages
+        stats = plain(server.request("ghostfill/stats", None))
+        pid = stats["options"]["engine_pid"]
+        os.kill(pid, signal.SIGKILL)
+
+        def restored() -> bool:
+            return plain(server.request("ghostfill/stats", None))["engine"]["restored"] == 1
+
+        assert wait_for(restored, 120)
+        warnings = [m.message for m in server.messages
+                    if m.type == types.MessageType.Warning]
+        assert len(warnings) == 1, server.messages
+        assert f"pid {pid}" in warnings[0] and "restarting" in warnings[0], warnings
+        stats = plain(server.request("ghostfill/stats", None))
+        assert stats["options"]["engine_pid"] not in (pid, None)
+        assert stats["engine"]["lost"] == 1
+        server.change(uri, 2, (4, 10), (4, 10), " ")
+        again = server.inline(uri, 4, 11, invoked=True)
+        assert again is not None and again.items and again.items[0].insert_text.strip()
+        assert server.alive()
+    finally:
+        server.stop()
+
+
+def test_bad_messages_get_an_error_and_the_engine_keeps_serving(runtime: Path):
+    backend = engine(config())
+    place = EnginePlace.for_config(config())
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(place.socket))
+            reader = s.makefile()
+
+            def send(message: dict) -> dict:
+                s.sendall(json.dumps(message).encode() + b"\n")
+                return json.loads(reader.readline())
+
+            hello = send({"op": "hello", "protocol": 1, "version": ghostfill.__version__,
+                          "key": place.key})
+            assert hello["ok"], hello
+            while "event" in (answer := json.loads(reader.readline())):
+                if answer["event"] == "ready":
+                    break
+            bad = send({"op": "generate", "id": 7, "request": {"prompt": {}}})
+            assert bad["id"] == 7 and "malformed" in bad["error"], bad
+            foreign = send({"op": "generate", "id": 8, "request": {
+                "prompt": {"tokens": [2, 3]}, "max_tokens": 2,
+                "stopper": {"type": "os:system", "fields": {}}}})
+            assert foreign["id"] == 8 and "error" in foreign, foreign
+            assert send({"op": "nonsense", "id": 9})["error"]
+            s.sendall(b"this is not json\n")
+            assert reader.readline() == ""  # that client is dropped
+        # ... and every other client is served as before.
+        assert backend.generate(request(backend, PROMPT)).text
+    finally:
+        backend.close()
+
+
+def test_stop_rules_cross_as_ghostfill_dataclasses_only():
+    from ghostfill.backends.engine_wire import stopper_from_wire, stopper_to_wire
+    from ghostfill.completion.stopping import LineStopper
+    from ghostfill.errors import BackendError
+
+    rules = LineStopper(multiline=True, block_indent=4, next_line="    return x",
+                        generated="abc")
+    again = stopper_from_wire(stopper_to_wire(rules))
+    text = "abc\n    y = 1\nz\n"
+    assert again == rules and again.check(text) == rules.check(text) is not None
+
+    class Foreign:
+        def check(self, text: str) -> int | None:
+            return None
+
+        def cut_at_deadline(self, text: str) -> str:
+            return text
+
+    with pytest.raises(BackendError):
+        stopper_to_wire(Foreign())
+    with pytest.raises(ValueError):
+        stopper_from_wire({"type": "subprocess:Popen", "fields": {}})
