@@ -19,6 +19,7 @@ import itertools
 import logging
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -34,7 +35,12 @@ from ghostfill.backends.base import (
     GenerationRequest,
     Timings,
 )
-from ghostfill.backends.engine_place import EnginePlace, connect_or_start, log_tail
+from ghostfill.backends.engine_place import (
+    EnginePlace,
+    connect_or_start,
+    engine_key,
+    log_tail,
+)
 from ghostfill.backends.engine_wire import (
     PROTOCOL,
     Channel,
@@ -44,7 +50,7 @@ from ghostfill.backends.engine_wire import (
 )
 from ghostfill.completion.tokenizer import Tokenizer
 from ghostfill.config import Config
-from ghostfill.errors import BackendError, GhostfillError
+from ghostfill.errors import BackendError, ConfigError, GhostfillError
 
 log = logging.getLogger("ghostfill.engine_client")
 
@@ -227,7 +233,7 @@ class EngineSupervisor:
         try:
             conn = self._connect(self.on_progress)
         except EngineMismatch as e:
-            if self.private:
+            if self.private or self.config.server.engine_address:
                 raise
             self._say("notice", f"{e}; using an engine of this server's own instead")
             self.private = True
@@ -256,20 +262,38 @@ class EngineSupervisor:
         except Exception:  # the sink is the server's; its failure must not stop us
             log.exception("engine event sink failed")
 
-    def _connect(self, on_progress: Callable[[float], None] | None) -> EngineConnection:
-        place = self.place
-        sock, process = connect_or_start(place, self.config, private=self.private,
+    def _open(self) -> socket.socket:
+        """A socket to the engine: the configured TCP one, else the local one (started here
+        if none runs)."""
+        address = self.config.server.engine_address
+        if address:
+            host, _, port = address.removeprefix("tcp:").rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"server.engine_address {address!r}: expected tcp:HOST:PORT")
+            try:
+                return socket.create_connection((host, int(port)), timeout=5.0)
+            except OSError as e:
+                raise BackendError(f"no engine answers at {address}: {e}") from e
+        sock, process = connect_or_start(self.place, self.config, private=self.private,
                                          idle_s=self.config.server.engine_idle_s)
         if process is not None:
             self._process = process
+        return sock
+
+    def _connect(self, on_progress: Callable[[float], None] | None) -> EngineConnection:
+        sock = self._open()
+        sock.settimeout(None)
         channel = Channel(sock)
+        hello = {"op": "hello", "protocol": PROTOCOL, "version": __version__,
+                 "key": engine_key(self.config.model), "pid": os.getpid()}
+        if self.config.server.engine_address:
+            hello["token"] = os.environ.get(self.config.server.engine_token_env, "")
         try:
-            channel.send({"op": "hello", "protocol": PROTOCOL, "version": __version__,
-                          "key": place.key, "pid": os.getpid()})
+            channel.send(hello)
             reply = channel.receive()
         except ChannelClosed as e:
             channel.close()
-            raise BackendError(f"the engine at {place.socket} did not answer: {e}") from e
+            raise BackendError(f"the engine did not answer: {e}") from e
         if not reply.get("ok"):
             channel.close()
             raise EngineMismatch(str(reply.get("error") or "the engine refused this client"))
@@ -356,7 +380,7 @@ class EngineSupervisor:
             if silent > self.timeout_s:
                 log.warning("the model engine (pid %d) did not answer for %.0fs; killing it",
                             conn.pid, silent)
-                if conn.pid > 0:
+                if conn.pid > 0 and not self.config.server.engine_address:  # ours to kill
                     with contextlib.suppress(OSError):
                         os.kill(conn.pid, signal.SIGKILL)
                 conn.close()

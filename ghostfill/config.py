@@ -123,6 +123,11 @@ class ServerConfig:
     #: An engine silent this long (it answers pings even while generating) is hung: it is
     #: killed and restarted.
     engine_timeout_s: float = 10.0
+    #: "tcp:HOST:PORT" of an engine started by hand (`ghostfill engine run --listen`), used
+    #: instead of finding or starting one here; it needs the token in `engine_token_env`.
+    engine_address: str = ""
+    #: Environment variable holding the TCP engine's token (the token is never stored).
+    engine_token_env: str = "GHOSTFILL_ENGINE_TOKEN"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from ghostfill.backends.engine_client import EngineBackend
 from ghostfill.backends.engine_place import EnginePlace, all_places, engine_alive
 from ghostfill.backends.factory import create_backend
 from ghostfill.config import Config
+from ghostfill.errors import GhostfillError
 from ghostfill.lsp.protocol import plain
 from tests.sync_client import SyncClient
 
@@ -324,7 +325,8 @@ def test_a_tcp_engine_needs_its_token(runtime: Path):
         port = s.getsockname()[1]
     env = {**os.environ, "GF_TOKEN": "sesame"}
     proc = subprocess.Popen([sys.executable, "-m", "ghostfill", "engine", "run", "--listen",
-                             f"tcp:127.0.0.1:{port}", "--token-env", "GF_TOKEN"], env=env,
+                             f"tcp:127.0.0.1:{port}", "--token-env", "GF_TOKEN",
+                             "--model-config", json.dumps({"context_length": 512})], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def ask(message: dict) -> dict:
@@ -343,6 +345,22 @@ def test_a_tcp_engine_needs_its_token(runtime: Path):
         assert ask({"op": "status"})["ok"] is False
         assert ask({"op": "status", "token": "wrong"})["ok"] is False
         assert ask({"op": "status", "token": "sesame"})["pid"] == proc.pid
+        # A server configured with the address and the token uses it; without, it is told.
+        remote = config(engine_address=f"tcp:127.0.0.1:{port}", engine_token_env="GF_TOKEN")
+        os.environ["GF_TOKEN"] = "sesame"
+        try:
+            backend = engine(remote)
+            try:
+                assert backend.options()["engine_pid"] == proc.pid
+                assert backend.generate(request(backend, PROMPT)).text
+            finally:
+                backend.close()
+            os.environ["GF_TOKEN"] = "guess"
+            with pytest.raises(GhostfillError, match="token"):
+                engine(remote)
+        finally:
+            del os.environ["GF_TOKEN"]
+        assert proc.poll() is None
     finally:
         proc.terminate()
         proc.wait(30)
