@@ -42,6 +42,8 @@ PASSTHROUGH = [
     ("soak", "soak", "thousands of edits and requests over stdio: memory over time"),
     ("speculative", "speculative", "speculative decoding speed (transformers backend)"),
     ("remote-load", "remote_load", "several LSP sessions sharing one serving engine"),
+    ("file-switch", "file_switch", "several open files typed round-robin: keystroke latency "
+     "after each switch, per server.engine mode"),
 ]
 
 
