@@ -106,7 +106,8 @@ def _install() -> None:
 
     script = Path(os.environ["GHOSTFILL_SCRIPT"])
 
-    def create_backend(config: object, on_progress: object = None) -> ScriptedBackend:
+    def create_backend(config: object, on_progress: object = None,
+                       on_event: object = None) -> ScriptedBackend:
         # {"hold_load": path}: the "model" loads once that file exists.
         hold = json.loads(script.read_text()).get("hold_load") if script.exists() else None
         while hold and not Path(hold).exists():
