@@ -9,6 +9,7 @@ completion that would follow its acceptance is computed in the background.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
+log = logging.getLogger("ghostfill")
 
 @dataclass
 class Answer:
@@ -342,9 +345,16 @@ class CompletionService:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
 
     def close(self) -> None:
         self._prepare_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    """Background work that failed is a bug: it is logged, not lost with its task."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background work failed", exc_info=task.exception())
 
 
 def _why_empty(result: CompletionResult, budget_s: float, late: bool) -> str:

@@ -67,6 +67,8 @@ CONVERTER = get_converter()
 #: Pause in typing after which a stale syntax tree is parsed in full (in slices).
 IDLE_REPARSE_S = 0.25
 IDLE_REPARSE_SLICE_MS = 50.0
+#: Pause in requests after which warm-ups given up for them are resumed.
+REWARM_AFTER_S = 1.0
 #: Characters that may follow the cursor and still be replaced by a suggestion that ends in
 #: them (auto-closed brackets and quotes).
 CLOSING = frozenset(")]}>\"'`;, \t")
@@ -95,6 +97,8 @@ class GhostfillServer(LanguageServer):
         self.stats = Stats()
         #: Required from TCP clients as initializationOptions.authToken (None: no check).
         self.auth_token: str | None = None
+        #: The timer that resumes owed warm-ups (`yield_warmups`).
+        self._rewarm: asyncio.TimerHandle | None = None
         self.service = CompletionService(self.run_model, self.stats,
                                          SuggestionCache(self.config.server.cache_size))
 
@@ -278,11 +282,17 @@ class GhostfillServer(LanguageServer):
         return await loop.run_in_executor(self._model_pool, lambda: fn(*args, **kwargs))
 
     def warm(self, session: DocumentSession) -> None:
-        """Prefill the document's window before the first keystroke (cancelled by requests)."""
+        """Prefill the document's window into its cache slot before the first keystroke.
+
+        Cancelled by a request in this document, and given up for a request in any other
+        (`yield_warmups`): the model runs one thing at a time, and the user typing now comes
+        before a file they may visit later. What was read stays in the slot.
+        """
         engine = self.engine
         if engine is None or not session.doc.text:
             return
         cancel = session.start_background("warm replaced")
+        session.warming, session.warm_owed = cancel, False
         source = session.snapshot(len(session.doc.text))
 
         async def job() -> None:
@@ -295,9 +305,31 @@ class GhostfillServer(LanguageServer):
             except GhostfillError as e:
                 log.debug("warm-up skipped: %s", e)
             finally:
+                if session.warming is cancel:
+                    session.warming = None
                 session.done(cancel)
 
         self.background(job())
+
+    def yield_warmups(self, typing: DocumentSession) -> None:
+        """A request in `typing` stops the other documents' warm-ups (they are owed, and
+        resumed `REWARM_AFTER_S` after the last request)."""
+        for session in self.sessions.values():
+            token = session.warming
+            if session is not typing and token is not None and not token.cancelled:
+                token.cancel("a request in another document")
+                session.warm_owed = True
+        if self._rewarm is not None:
+            self._rewarm.cancel()
+        if any(s.warm_owed for s in self.sessions.values()):
+            loop = asyncio.get_running_loop()
+            self._rewarm = loop.call_later(REWARM_AFTER_S, self._warm_owed)
+
+    def _warm_owed(self) -> None:
+        self._rewarm = None
+        for session in list(self.sessions.values()):
+            if session.warm_owed and session.background is None:
+                self.warm(session)
 
     def reparse_when_idle(self, session: DocumentSession) -> None:
         """Finish the syntax tree once typing pauses, so the next request finds it parsed.
@@ -525,6 +557,7 @@ async def _suggest(ls: GhostfillServer, uri: str, position: types.Position, invo
     engine = await ls.wait_engine()
     if engine is None:
         return None
+    ls.yield_warmups(session)
     if loading:  # the budget is for the model's work, not for waiting on its load
         created = time.monotonic()
     offset, edit = cursor, None

@@ -50,6 +50,10 @@ class DocumentSession:
         #: Low-priority work (warm-up, prefetch, a late answer): replaced by the next such
         #: job, cancelled by any request.
         self.background: CancelToken | None = None
+        #: The running warm-up's token (a kind of background work), and whether a warm-up was
+        #: given up for a request elsewhere and is owed once typing pauses.
+        self.warming: CancelToken | None = None
+        self.warm_owed = False
         #: What the running prefetch computes (cache key head), so that it is not restarted.
         self.prefetch_target: tuple[str, str] | None = None
         #: The suggestion on screen (type-through serves its rest).

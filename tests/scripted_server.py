@@ -11,7 +11,8 @@ on a real model. The script is JSON:
     {"answer": "text the model generates",
      "token_ms": 0,          # time per generated token
      "hold": "/path/file",   # optional: wait before the first token until this file exists
-     "hold_load": "/path"}   # optional: the model's load ends once this file exists
+     "hold_load": "/path",   # optional: the model's load ends once this file exists
+     "warm_hold": "/path"}   # optional: documents' warm-ups wait for it (or a cancel)
 
 Each request appends a line to `<script>.log` with the request's prompt tail when it starts
 and one with its stop reason when it ends, so a test can see what reached the model and how
@@ -87,8 +88,20 @@ class ScriptedBackend:
 
     def warm(self, tokens: list[int], cancel: CancelToken | None = None,
              document: str | None = None) -> int:
-        with open(f"{self.script}.log", "a") as log:
-            log.write(json.dumps({"warm": len(tokens)}) + "\n")
+        """Logs the warm-up and its end; {"warm_hold": path} holds a document's warm-up (not
+        the load's first decode) until that file exists or it is cancelled."""
+        def note(entry: dict[str, Any]) -> None:
+            with open(f"{self.script}.log", "a") as log:
+                log.write(json.dumps({**entry, "document": document or ""}) + "\n")
+
+        note({"warm": len(tokens)})
+        hold = self._read().get("warm_hold") if document and self.script.exists() else None
+        while hold and not Path(hold).exists():
+            if cancel is not None and cancel.cancelled:
+                note({"warm_end": "cancelled"})
+                return 0
+            time.sleep(0.01)
+        note({"warm_end": "done"})
         return 0
 
     def probe(self) -> dict[str, object]:

@@ -48,8 +48,10 @@ def model_requests() -> int:
 
 SCRIPTED = ClientServerConfig(server_command=SERVE_SCRIPTED,
                               server_env={**os.environ, "GHOSTFILL_SCRIPT": str(SCRIPT)})
-#: No debounce, warm-up or prefetch in the way; budgets far beyond any scripted answer.
-OPTIONS = {"server": {"debounceMs": 0, "warmOnOpen": False, "prefetch": False},
+#: No debounce, warm-up or prefetch in the way; budgets far beyond any scripted answer. The
+#: scripted backend lives in the server's process ("inprocess": no engine process).
+OPTIONS = {"server": {"debounceMs": 0, "warmOnOpen": False, "prefetch": False,
+                      "engine": "inprocess"},
            "completion": {"latencyBudgetMs": 10_000, "invokedBudgetMs": 10_000}}
 
 
@@ -211,7 +213,8 @@ async def loading_client(lsp_client: LanguageClient):
     """A server whose model loads only when the test says so."""
     release = SCRIPT.with_name("loaded")
     release.unlink(missing_ok=True)
-    await start(lsp_client, {"server": {"debounceMs": 0, "warmOnOpen": True}},
+    await start(lsp_client, {"server": {"debounceMs": 0, "warmOnOpen": True,
+                                        "engine": "inprocess"}},
                 first={"answer": "return 0", "hold_load": str(release)})
     yield release
     await lsp_client.shutdown_session()
@@ -232,3 +235,42 @@ async def test_documents_opened_during_the_load_are_warmed_after_it(
     # A request waiting for the load gets the whole budget after it (here: any answer).
     items = await inline(loading_client, URI, 1, 4, invoked=False)
     assert [i.insert_text for i in items] == ["return 0"]
+
+
+@pytest_lsp.fixture(config=SCRIPTED)
+async def warming_client(lsp_client: LanguageClient):
+    await start(lsp_client, {"server": {"debounceMs": 0, "warmOnOpen": True, "prefetch": False,
+                                        "engine": "inprocess"},
+                             "completion": {"latencyBudgetMs": 10_000}})
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_typing_in_one_file_stops_the_warm_up_of_another_and_resumes_it_after(
+        warming_client: LanguageClient, tmp_path: Path):
+    client = warming_client
+    hold = tmp_path / "warmed"
+    SCRIPT.write_text(json.dumps({"answer": "return 0", "warm_hold": str(hold)}))
+    other = "file:///tmp/ghostfill-scripted/other.py"
+    open_doc(client, other, "import os\n\n\ndef main():\n    pass\n")
+
+    def warms(document: str, key: str = "warm") -> list[dict[str, Any]]:
+        return [e for e in engine_log() if key in e and e.get("document", "").endswith(document)]
+
+    for _ in range(3000):  # the other file's warm-up holds the model
+        if warms("other.py"):
+            break
+        await asyncio.sleep(0.01)
+    assert warms("other.py")
+    open_doc(client, URI, SOURCE)
+    # The keystroke in this file is answered although the other warm-up would hold forever.
+    items = await asyncio.wait_for(inline(client, URI, 1, 4, invoked=False), 30)
+    assert [i.insert_text for i in items] == ["return 0"]
+    assert [e["warm_end"] for e in warms("other.py", "warm_end")] == ["cancelled"]
+    # Once requests pause, the warm-up is owed and resumed.
+    hold.touch()
+    for _ in range(3000):
+        if len(warms("other.py", "warm_end")) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert [e["warm_end"] for e in warms("other.py", "warm_end")] == ["cancelled", "done"]
