@@ -66,6 +66,15 @@ PING_S = 1.0
 EventSink = Callable[[str, str], None]
 
 
+class EngineLost(BackendError):
+    """The engine process went away before its model was ready (a crash while loading)."""
+
+
+#: Starts after an engine died while loading, before the load is reported failed: the next
+#: engine finds the crash marker and loads in the safe configuration (`crash_guard`).
+LOAD_RETRIES = 2
+
+
 class EngineMismatch(BackendError):
     """The process on the socket is not the engine this client needs (version, protocol or
     configuration)."""
@@ -180,8 +189,8 @@ class EngineConnection:
             p.answer = {"lost": reason}
             p.done.set()
         if not self._ready.is_set():
-            self._failure = BackendError(f"the engine process (pid {self.pid}) went away "
-                                         f"while loading the model")
+            self._failure = EngineLost(f"the engine process (pid {self.pid}) went away "
+                                       f"while loading the model")
             self._ready.set()
         self._on_lost(self, reason)
 
@@ -230,13 +239,21 @@ class EngineSupervisor:
     def start(self) -> dict[str, Any]:
         """Connect (starting the engine if needed) and wait for its model; raises what the
         load raised. Pings from then on."""
-        try:
-            conn = self._connect(self.on_progress)
-        except EngineMismatch as e:
-            if self.private or self.config.server.engine_address:
-                raise
-            self._say("notice", f"{e}; using an engine of this server's own instead")
-            self.private = True
+        for attempt in range(LOAD_RETRIES + 1):
+            try:
+                conn = self._connect(self.on_progress)
+                break
+            except EngineMismatch as e:
+                if self.private or self.config.server.engine_address:
+                    raise
+                self._say("notice", f"{e}; using an engine of this server's own instead")
+                self.private = True
+            except EngineLost as e:
+                if attempt == LOAD_RETRIES:
+                    raise
+                log.warning("%s; starting another", e)
+                self._reap()
+        else:  # a mismatch on the last try
             conn = self._connect(self.on_progress)
         with self._lock:
             self._conn = conn
@@ -293,7 +310,8 @@ class EngineSupervisor:
             reply = channel.receive()
         except ChannelClosed as e:
             channel.close()
-            raise BackendError(f"the engine did not answer: {e}") from e
+            # An engine that is dying (its socket still accepts): the next start replaces it.
+            raise EngineLost(f"the engine did not answer: {e}") from e
         if not reply.get("ok"):
             channel.close()
             raise EngineMismatch(str(reply.get("error") or "the engine refused this client"))
@@ -309,6 +327,14 @@ class EngineSupervisor:
             self.notice = str(notice)
             self._say("notice", self.notice)
         return conn
+
+    def _reap(self) -> None:
+        """Collect the exit of an engine this client started: until then it is a zombie,
+        which looks alive to the next engine's crash check (`CrashGuard.crashed`)."""
+        process = self._process
+        if process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5.0)
 
     def _describe_end(self, conn: EngineConnection, reason: str) -> str:
         process = self._process

@@ -36,6 +36,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # another user's process of that number: alive
         return True
+    # A process that died and was not yet reaped by its parent (a zombie) is dead too.
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2] != "Z"
     return True
 
 

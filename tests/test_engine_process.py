@@ -454,3 +454,42 @@ def test_stop_rules_cross_as_ghostfill_dataclasses_only():
         stopper_to_wire(Foreign())
     with pytest.raises(ValueError):
         stopper_from_wire({"type": "subprocess:Popen", "fields": {}})
+
+
+def test_a_crash_while_loading_is_retried_in_the_safe_configuration(
+        runtime: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    # The engine dies of a real SIGSEGV while its model loads (as llama.cpp's AMX kernel
+    # did): the server starts another, which finds the crash marker, loads with extra buffer
+    # types off and says what it changed.
+    monkeypatch.setenv("GHOSTFILL_STATE_DIR", str(tmp_path))
+    markers = tmp_path / "crash-guard"
+    killed: list[int] = []
+
+    def kill_while_loading() -> None:
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            for marker in markers.glob("*.json") if markers.is_dir() else ():
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    data = json.loads(marker.read_text())
+                    if data["phase"] == "loading the model":
+                        os.kill(int(data["pid"]), signal.SIGSEGV)
+                        killed.append(int(data["pid"]))
+                        return
+            time.sleep(0.002)
+
+    killer = threading.Thread(target=kill_while_loading)
+    killer.start()
+    events = Events()
+    backend = engine(config(), events)
+    killer.join()
+    try:
+        assert killed, "the load was never seen"
+        assert backend.options()["engine_pid"] != killed[0]
+        notices = [m for k, m in events.seen if k == "notice"]
+        assert len(notices) == 1, events.seen
+        assert f"pid {killed[0]}" in notices[0] and "while loading the model" in notices[0]
+        assert "extra buffer types off" in notices[0]
+        assert backend.options()["use_extra_bufts"] is False
+        assert backend.generate(request(backend, PROMPT)).text
+    finally:
+        backend.close()
