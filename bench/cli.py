@@ -44,6 +44,8 @@ PASSTHROUGH = [
     ("remote-load", "remote_load", "several LSP sessions sharing one serving engine"),
     ("file-switch", "file_switch", "several open files typed round-robin: keystroke latency "
      "after each switch, per server.engine mode"),
+    ("engine", "engine_process", "the engine process: IPC cost per keystroke, memory of "
+     "several servers + one engine, recovery from kills"),
 ]
 
 
