@@ -46,6 +46,8 @@ PASSTHROUGH = [
      "after each switch, per server.engine mode"),
     ("engine", "engine_process", "the engine process: IPC cost per keystroke, memory of "
      "several servers + one engine, recovery from kills"),
+    ("repo", "repo", "holes in real packages that use another module's names: cross-file "
+     "context off / ring / definitions / both"),
 ]
 
 
