@@ -641,10 +641,28 @@ def report(args: argparse.Namespace, set_name: str, projects: list[Project],
         "machine": {"cpus": os.cpu_count(), "loadavg_start": list(load_start),
                     "loadavg_end": list(os.getloadavg()), "wall_s": round(wall_s, 1),
                     "server_ready_p50_s": round(pct(ready, 50), 2) if ready else None},
+        "tree": _tree(),
         "server_messages_on_errors": info["messages"],
         "holes": [{**asdict(r.hole), "line": r.hole.line + 1, "answers": r.answers}
                   for r in records],
     }
+
+
+def _tree() -> dict[str, Any]:
+    """The commit the run measured, and the files that differed from it (others' work in
+    progress changes what a run measures)."""
+    here = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                                  timeout=30, check=False).stdout.strip()
+        except OSError:
+            return ""
+
+    return {"commit": git("rev-parse", "HEAD"),
+            "modified": [line[3:] for line in git("status", "--porcelain",
+                                                  "--untracked-files=no").splitlines()]}
 
 
 if __name__ == "__main__":
