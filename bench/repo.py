@@ -281,6 +281,9 @@ class Options:
     servers: str = "per-hole"
     timeout_s: float = 300.0
     load_s: float = 600.0
+    #: Each hole's answers are appended here as soon as it is done (JSON lines), so a run
+    #: that is stopped can be resumed (`--resume`) without asking them again.
+    journal: Path | None = None
 
 
 @dataclass
@@ -369,6 +372,10 @@ async def run_holes(holes: list[tuple[Project, Hole]], options: Options,
                     info["messages"].setdefault(name, []).extend(server.messages[-5:])
             await stop(current)
             current = {}
+            if options.journal is not None:
+                with options.journal.open("a") as journal:
+                    journal.write(json.dumps({"id": hole.id,
+                                              "answers": records[n].answers}) + "\n")
             if progress:
                 marks = " ".join(f"{c}={'✓' if records[n].answers[c]['exact'] else '·'}"
                                  for c in conditions)
@@ -548,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=CACHE,
                         help="where sdists are downloaded and unpacked (default %(default)s)")
     parser.add_argument("--list", action="store_true", help="print the sampled holes and exit")
+    parser.add_argument("--resume", type=Path,
+                        help="a run's journal (.jsonl, printed at its start): its holes are "
+                             "not asked again; the same options are needed")
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--no-plot", action="store_false", dest="plot")
     args = parser.parse_args(argv)
@@ -586,19 +596,31 @@ def main(argv: list[str] | None = None) -> int:
         base["completion"]["maxTokens"] = args.max_tokens
     if args.settings:
         base = _merge(base, json.loads(args.settings))
-    options = Options(conditions, base, args.servers, args.timeout_s)
+    header = {"conditions": conditions, "settings": base, "servers": args.servers,
+              "holes": [h.id for _, h in holes]}
+    done = read_journal(args.resume, header) if args.resume else {}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    journal = args.resume or Path(args.out) / f"repo-{set_name}-{stamp}.jsonl"
+    if not args.resume:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        journal.write_text(json.dumps(header) + "\n")
+    print(f"journal: {journal}" + (f" ({len(done)} holes done)" if done else ""), flush=True)
+    options = Options(conditions, base, args.servers, args.timeout_s, journal=journal)
 
     load_start = os.getloadavg()
     started = time.monotonic()
+    todo = [(p, h) for p, h in holes if h.id not in done]
     with tempfile.TemporaryDirectory(prefix="gf-repo-") as runtime:
         env = {**os.environ, "GHOSTFILL_RUNTIME_DIR": runtime}
         try:
-            records, info = asyncio.run(run_holes(holes, options, env))
+            asked, info = asyncio.run(run_holes(todo, options, env))
         finally:
             if args.engine == "shared":  # only the engine of this run, in its own folder
                 subprocess.run([sys.executable, "-m", "ghostfill", "engine", "stop", "--all"],
                                env=env, capture_output=True, timeout=60, check=False)
     wall_s = time.monotonic() - started
+    fresh = {r.hole.id: r for r in asked}
+    records = [fresh.get(h.id) or Record(h, done[h.id]) for _, h in holes]
     summary = summarize(records, conditions)
     print(format_table(summary))
     payload = report(args, set_name, projects, found, records, summary, options, info,
@@ -609,6 +631,23 @@ def main(argv: list[str] | None = None) -> int:
     write_results(args.out, f"repo-{set_name}", "repo", argv, payload,
                   (lambda path: plot_report(payload, path)) if args.plot else None)
     return 0
+
+
+def read_journal(path: Path, header: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The answers of the holes a stopped run finished (hole id -> answers per condition);
+    refused when the run asked other holes, or with other conditions or settings."""
+    lines = path.read_text().splitlines()
+    if not lines or json.loads(lines[0]) != json.loads(json.dumps(header)):
+        raise SystemExit(f"{path}: another run's journal (other holes, conditions or settings)")
+    done = {}
+    for line in lines[1:]:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # the line being written when the run was stopped
+            continue
+        if set(entry["answers"]) == set(header["conditions"]):
+            done[entry["id"]] = entry["answers"]
+    return done
 
 
 def report(args: argparse.Namespace, set_name: str, projects: list[Project],
@@ -641,6 +680,7 @@ def report(args: argparse.Namespace, set_name: str, projects: list[Project],
         "machine": {"cpus": os.cpu_count(), "loadavg_start": list(load_start),
                     "loadavg_end": list(os.getloadavg()), "wall_s": round(wall_s, 1),
                     "server_ready_p50_s": round(pct(ready, 50), 2) if ready else None},
+        "journal": str(options.journal) if options.journal else None,
         "tree": _tree(),
         "server_messages_on_errors": info["messages"],
         "holes": [{**asdict(r.hole), "line": r.hole.line + 1, "answers": r.answers}

@@ -204,3 +204,18 @@ def test_repo_bench_reports_the_answers_it_got(tmp_path, monkeypatch, servers):
     # Every request reached the scripted model (nothing answered from a cache).
     log = [json.loads(line) for line in Path(f"{script}.log").read_text().splitlines()]
     assert sum("prompt_tail" in entry for entry in log) >= 2 * len(conditions)
+
+    # The journal has every hole's answers: resuming it asks nothing again, and reports the
+    # same answers; a journal of other options is refused.
+    [journal] = out.glob("repo-custom-*.jsonl")
+    assert data["journal"] == str(journal)
+    before = len(started)
+    args = ["--packages", str(root), "--holes", "2", "--seed", "1", "--engine", "inprocess",
+            "--servers", servers, "--out", str(out / "again"), "--no-plot"]
+    assert repo.main([*args, "--resume", str(journal)]) == 0
+    assert len(started) == before
+    [again] = (out / "again").glob("repo-custom-*.json")
+    resumed = json.loads(again.read_text())
+    assert resumed["holes"] == data["holes"] and resumed["summary"] == data["summary"]
+    with pytest.raises(SystemExit):
+        repo.main([*args, "--seed", "2", "--resume", str(journal)])
