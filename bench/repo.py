@@ -634,10 +634,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def read_journal(path: Path, header: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The answers of the holes a stopped run finished (hole id -> answers per condition);
-    refused when the run asked other holes, or with other conditions or settings."""
+    """The answers of the holes a stopped run finished (hole id -> answers per condition).
+
+    The conditions, settings and server mode must be the run's; the holes may be fewer or
+    more than it sampled, with the same seed (the sample of N holes is the first N of any
+    longer sample: a run can be cut short, or extended, and reported on either way)."""
     lines = path.read_text().splitlines()
-    if not lines or json.loads(lines[0]) != json.loads(json.dumps(header)):
+    first = json.loads(lines[0]) if lines else {}
+    wanted = json.loads(json.dumps(header))
+    same = all(first.get(k) == wanted[k] for k in ("conditions", "settings", "servers"))
+    had, have = first.get("holes", []), wanted["holes"]
+    shorter = min(len(had), len(have))
+    if not same or had[:shorter] != have[:shorter]:
         raise SystemExit(f"{path}: another run's journal (other holes, conditions or settings)")
     done = {}
     for line in lines[1:]:
@@ -645,7 +653,7 @@ def read_journal(path: Path, header: dict[str, Any]) -> dict[str, dict[str, Any]
             entry = json.loads(line)
         except json.JSONDecodeError:  # the line being written when the run was stopped
             continue
-        if set(entry["answers"]) == set(header["conditions"]):
+        if entry["id"] in have and set(entry["answers"]) == set(header["conditions"]):
             done[entry["id"]] = entry["answers"]
     return done
 

@@ -206,7 +206,7 @@ def test_repo_bench_reports_the_answers_it_got(tmp_path, monkeypatch, servers):
     assert sum("prompt_tail" in entry for entry in log) >= 2 * len(conditions)
 
     # The journal has every hole's answers: resuming it asks nothing again, and reports the
-    # same answers; a journal of other options is refused.
+    # same answers, for the whole sample or its start; a journal of other holes is refused.
     [journal] = out.glob("repo-custom-*.jsonl")
     assert data["journal"] == str(journal)
     before = len(started)
@@ -217,5 +217,12 @@ def test_repo_bench_reports_the_answers_it_got(tmp_path, monkeypatch, servers):
     [again] = (out / "again").glob("repo-custom-*.json")
     resumed = json.loads(again.read_text())
     assert resumed["holes"] == data["holes"] and resumed["summary"] == data["summary"]
+    # Cut short: the first hole of the sample, from the same journal.
+    args[args.index("--holes") + 1] = "1"
+    args[args.index("--out") + 1] = str(out / "cut")
+    assert repo.main([*args, "--resume", str(journal)]) == 0
+    assert len(started) == before
+    [cut] = (out / "cut").glob("repo-custom-*.json")
+    assert json.loads(cut.read_text())["holes"] == data["holes"][:1]
     with pytest.raises(SystemExit):
         repo.main([*args, "--seed", "2", "--resume", str(journal)])
