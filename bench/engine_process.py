@@ -155,8 +155,25 @@ def spread(values: list[float], digits: int = 2) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
+    """The machine and the code a run measured: the commit, the files that differed from it
+    (others' work in progress changes what a run measures) and where the backends were
+    loaded from."""
+    import ghostfill.backends
+
+    here = Path(ghostfill.backends.__file__ or ".").resolve().parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                                  timeout=30, check=False).stdout
+        except OSError:
+            return ""
+
     return {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()],
-            "python": sys.version.split()[0]}
+            "python": sys.version.split()[0], "code": str(here.parent),
+            "commit": git("rev-parse", "HEAD").strip(),
+            "modified": [line[3:] for line in git("status", "--porcelain",
+                                                  "--untracked-files=no").splitlines()]}
 
 
 def slope(ys: list[float]) -> float:
@@ -403,6 +420,7 @@ def run_ipc(args: argparse.Namespace) -> dict[str, Any]:
                 load_s[mode] = round(time.monotonic() - started, 2)
                 engines[mode] = CompletionEngine(config, recorders[mode])
             n = 0
+            total = sum(len(s.erased[: args.chars] if args.chars else s.erased) for s in spans)
             for span in spans:
                 base = erase(span.path.read_text(), span)
                 rows = base.split("\n")
@@ -436,6 +454,8 @@ def run_ipc(args: argparse.Namespace) -> dict[str, Any]:
                                      "text": result.text, "stop_reason": result.stop_reason}
                     keystrokes.append(record)
                     n += 1
+                    if n % 20 == 0 or n == total:
+                        print(f"ipc: {n}/{total} keystrokes", file=sys.stderr, flush=True)
             trips = _round_trips(recorders, spans[0], args.roundtrips, args.pings)
             options = {m: engines[m].describe().options for m in MODES}
         finally:
