@@ -544,6 +544,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="model.threads")
     parser.add_argument("--max-tokens", type=int, dest="max_tokens",
                         help="completion.maxTokens (default: the product's)")
+    parser.add_argument("--kv-reuse", choices=["off", "on"], default="off", dest="kv_reuse",
+                        help="model.kvReuse (default off: every prompt is read from scratch, "
+                             "so equal prompts get equal answers; with it on, the shared "
+                             "engine reuses another condition's or hole's cached prefix, whose "
+                             "other numerics flip a greedy token now and then)")
     parser.add_argument("--multiline", choices=["never", "auto"], default="never",
                         help="completion.multiline: never (default; only the first line is "
                              "scored, and the rest would cost time) or the product's auto")
@@ -555,6 +560,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=CACHE,
                         help="where sdists are downloaded and unpacked (default %(default)s)")
     parser.add_argument("--list", action="store_true", help="print the sampled holes and exit")
+    parser.add_argument("--only", default="",
+                        help="comma list of hole ids (as --list prints them): ask only these "
+                             "of the sample")
     parser.add_argument("--resume", type=Path,
                         help="a run's journal (.jsonl, printed at its start): its holes are "
                              "not asked again; the same options are needed")
@@ -576,6 +584,11 @@ def main(argv: list[str] | None = None) -> int:
     chosen = sample(found, args.holes, args.seed, args.per_file)
     by_name = {p.name: p for p in projects}
     holes = [(by_name[h.project], h) for h in chosen]
+    if args.only:
+        wanted = set(args.only.split(","))
+        holes = [(p, h) for p, h in holes if h.id in wanted]
+        if missing := wanted - {h.id for _, h in holes}:
+            parser.error(f"not in the sample: {', '.join(sorted(missing))}")
     if args.list:
         for _, h in holes:
             print(f"{h.id}\t{h.name}\t{h.defined_in}\t{h.truth}")
@@ -588,8 +601,9 @@ def main(argv: list[str] | None = None) -> int:
                    "prefetch": False, "engineIdleS": 120.0},
         "completion": {"multiline": args.multiline, "invokedBudgetMs": 600_000},
     }
+    base["model"] = {} if args.kv_reuse == "on" else {"kvReuse": False}  # on: the default
     if args.model:
-        base["model"] = {"name": args.model}
+        base["model"]["name"] = args.model
     if args.threads:
         base.setdefault("model", {})["threads"] = args.threads
     if args.max_tokens:
@@ -673,6 +687,7 @@ def report(args: argparse.Namespace, set_name: str, projects: list[Project],
         "meta": {"set": set_name, "projects": [p.name for p in projects],
                  "holes": len(records), "seed": args.seed, "per_file": args.per_file,
                  "model": options.base.get("model", {}).get("name", "gemma3-270m (default)"),
+                 "kv_reuse": options.base.get("model", {}).get("kvReuse", True),
                  "servers": options.servers, "multiline": args.multiline},
         "projects": [{"spec": p.spec, "root": str(p.root), "packages": list(p.packages),
                       "candidate_holes": len(found[p.name]),
