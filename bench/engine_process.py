@@ -264,10 +264,9 @@ class LspServer:
 
     def open(self, uri: str, text: str, language: str = "python") -> None:
         t = self.types
-        self._loop.call_soon_threadsafe(self.client.text_document_did_open,
-                                        t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
-                                            uri=uri, language_id=language, version=1,
-                                            text=text)))
+        params = t.DidOpenTextDocumentParams(text_document=t.TextDocumentItem(
+            uri=uri, language_id=language, version=1, text=text))
+        self._loop.call_soon_threadsafe(self.client.text_document_did_open, params)
 
     def inline_future(self, uri: str, line: int, character: int,
                       invoked: bool = True) -> Future[Any]:
@@ -819,7 +818,9 @@ def run_recovery(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(args.settle_s)
                 _assign_messages(server, incidents, kills)
                 alive_throughout = alive_throughout and server.alive()
-                stats = server.stats()
+                stats = server.stats() if alive_throughout else {}
+                stderr_tail = "" if alive_throughout else bytes(server.stderr[-4000:]).decode(
+                    errors="replace")
             finally:
                 server.stop()
             from ghostfill.backends import engine_control
@@ -843,6 +844,7 @@ def run_recovery(args: argparse.Namespace) -> dict[str, Any]:
         "first_serve_s": first_serve_s,
         "server_engine_stats": stats.get("engine"),
         "server_alive_throughout": alive_throughout,
+        "server_stderr_tail": stderr_tail,
         "incidents": [asdict(i) for i in incidents],
         **summarize_recovery([asdict(i) for i in incidents], load_samples, alive_throughout),
     }
