@@ -28,8 +28,20 @@ similarity (1 - Levenshtein distance / the longer length, as CodeXGLUE/ReACC), i
 match (CrossCodeEval: the identifiers in order, exact, and their multiset F1) and whether the
 imported name appears; latency from the request to its answer.
 
-    python -m ghostfill.bench.repo --set report --holes 60
+The model reads every prompt from scratch (`model.kvReuse: false`, `--kv-reuse on` to change
+it): with reuse, a request continues from whatever prefix the shared engine cached for that
+file (another condition's, an earlier hole's), and those other numerics flip a greedy token
+now and then, so equal prompts got different answers in 5 of 24 holes. Off, equal prompts get
+equal answers and the conditions differ only by their prompts; the prompt's size is recorded
+per answer (`prompt_tokens`), which shows what cross-file context took.
+
+Each finished hole is appended to a journal (`<out>/repo-<set>-<stamp>.jsonl`): `--resume`
+with it asks only the holes not done, and since the sample of N holes is the first N of any
+longer sample of the same seed, a run can be cut short or extended by `--holes`.
+
+    python -m ghostfill.bench.repo --set report --holes 60 --threads 1
     ghostfill bench repo --set tune --holes 40 --servers per-condition
+    ghostfill bench repo --set tune --settings '{"context": {"crossFileTokens": 512}}'
 """
 
 from __future__ import annotations
