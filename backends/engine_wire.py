@@ -54,7 +54,9 @@ class Channel:
         self.closed = False
 
     def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+        # ASCII escapes: text from an editor may hold lone surrogates (UTF-16 halves), which
+        # UTF-8 cannot encode but a JSON escape carries through unchanged.
+        data = json.dumps(message, separators=(",", ":")).encode() + b"\n"
         with self._send_lock:
             if self.closed:
                 raise ChannelClosed("closed")

@@ -493,3 +493,18 @@ def test_a_crash_while_loading_is_retried_in_the_safe_configuration(
         assert backend.generate(request(backend, PROMPT)).text
     finally:
         backend.close()
+
+
+def test_text_with_lone_surrogates_crosses_unchanged():
+    # An editor's UTF-16 text may hold half a character; the wire must carry it as it is.
+    from ghostfill.backends.engine_wire import Channel
+
+    left, right = socket.socketpair()
+    a, b = Channel(left), Channel(right)
+    try:
+        message = {"text": "x = '\ud800' + '😀'", "tokens": [1, 2]}
+        a.send(message)
+        assert b.receive() == message
+    finally:
+        a.close()
+        b.close()
