@@ -178,6 +178,34 @@ def choose_slots(bytes_per_slot: int, *, slots: int | None = None,
     return count, why
 
 
+#: Prompt chunks under a deadline are at least this long: smaller batches cost more per
+#: token (the weights are read once per batch), and the speed estimate is only updated from
+#: chunks this long (a keystroke's 2-token batch is mostly fixed cost).
+PREFILL_MIN_CHUNK = 16
+#: Weight of the newest chunk in the prefill speed's moving average.
+PREFILL_SPEED_WEIGHT = 0.3
+
+
+def prefill_chunk(remaining: int, batch_size: int, *, time_left_ms: float | None,
+                  ms_per_token: float | None, min_chunk: int = PREFILL_MIN_CHUNK) -> int:
+    """How many prompt tokens to evaluate in the next batch.
+
+    A batch cannot be interrupted: a cancel or a deadline is only seen between batches, and
+    a whole `batch_size` batch is ~500 ms on two cores, far over a 150 ms latency budget. So
+    under a deadline a batch is sized to the time left at this machine's measured speed:
+    the request ends about at its deadline, late by at most one `min_chunk` batch, and the
+    chunks it evaluated stay cached for the next keystroke. Without a deadline (warming) full
+    batches are fastest; before the speed is measured, the smallest chunk is the safe guess.
+    """
+    if time_left_ms is None:
+        size = batch_size
+    elif ms_per_token is None or ms_per_token <= 0:
+        size = min_chunk
+    else:
+        size = max(min_chunk, int(time_left_ms / ms_per_token))
+    return max(1, min(remaining, batch_size, size))
+
+
 @dataclass
 class _Slot:
     """One document's KV cache: a llama.cpp sequence and the token ids cached in it."""
@@ -320,6 +348,9 @@ class LlamaCppBackend:
         self._slot = self._table.take(None)[0]
         # Our own batch: llama-cpp-python's `set_batch` always writes sequence 0.
         self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
+        #: This machine's prompt speed, ms per token (moving average over prefill chunks);
+        #: None until measured. Sizes the chunks read under a deadline (`prefill_chunk`).
+        self.prefill_ms_per_token: float | None = None
         #: Shift cached keys/values when the window start moves (see `_shift_window`).
         self.kv_shift = kv_shift
         self._shift_ok: bool | None = None
@@ -463,7 +494,8 @@ class LlamaCppBackend:
         """Bring the current slot's cache to `tokens`.
 
         Chunks already evaluated stay in the cache when a cancel or deadline interrupts, so
-        the next keystroke continues where this one stopped instead of starting over.
+        the next keystroke continues where this one stopped instead of starting over; under
+        a deadline the chunks are sized to the time left (`prefill_chunk`).
         """
         shifted = self._shift_window(tokens) if self.kv_reuse and self.kv_shift else 0
         reused = common_prefix(self._cached, tokens) if self.kv_reuse else 0
@@ -475,13 +507,28 @@ class LlamaCppBackend:
         while pos < len(tokens):
             if cancel is not None and cancel.cancelled:
                 return _Prefill(reused, evaluated, False, shifted)
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 return _Prefill(reused, evaluated, False, shifted)
-            chunk = tokens[pos : pos + self.batch_size]
-            self._decode(chunk)
-            pos += len(chunk)
-            evaluated += len(chunk)
+            size = prefill_chunk(
+                len(tokens) - pos, self.batch_size,
+                time_left_ms=None if deadline is None else (deadline - now) * 1000,
+                ms_per_token=self.prefill_ms_per_token)
+            self._decode(tokens[pos : pos + size])
+            self._note_speed(size, (time.monotonic() - now) * 1000)
+            pos += size
+            evaluated += size
         return _Prefill(reused, evaluated, True, shifted)
+
+    def _note_speed(self, tokens: int, ms: float) -> None:
+        """Fold a prefill chunk's speed into the moving average (long chunks only: a short
+        one is mostly the fixed cost of a batch)."""
+        if tokens < PREFILL_MIN_CHUNK:
+            return
+        rate = ms / tokens
+        old = self.prefill_ms_per_token
+        self.prefill_ms_per_token = rate if old is None else \
+            old + PREFILL_SPEED_WEIGHT * (rate - old)
 
     def _shift_window(self, tokens: list[int]) -> int:
         """When the window start moved down, drop the cut lines from the cache and shift the

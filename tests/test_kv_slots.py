@@ -1,13 +1,15 @@
-"""One KV cache slot per document (issue #17).
+"""One KV cache slot per document, and prompt chunks sized to the deadline (issue #17).
 
 The backends here are the real embedded model with small slots (768 tokens) so each prompt
-is read in a few batches. No assertion is about time.
+is read in a few batches. No assertion is about time: where a deadline is needed it is a
+fraction of what this machine just took for the same work, whatever its speed.
 """
 
 from __future__ import annotations
 
 import json.decoder
 import json.encoder
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +20,12 @@ from ghostfill.backends.base import GenerationRequest, PromptParts
 from ghostfill.backends.llamacpp import (
     AUTO_KV_CAP,
     MAX_AUTO_SLOTS,
+    PREFILL_MIN_CHUNK,
     UNKNOWN_MEMORY,
     LlamaCppBackend,
     _SlotTable,
     choose_slots,
+    prefill_chunk,
 )
 
 #: ~28,000 characters of real code to cut prompts from.
@@ -75,6 +79,37 @@ def cache_is_consistent(backend: LlamaCppBackend) -> int:
 
 
 # -- pure parts -------------------------------------------------------------------------
+def test_without_a_deadline_prompts_are_read_in_full_batches():
+    assert prefill_chunk(1000, 256, time_left_ms=None, ms_per_token=2.0) == 256
+    assert prefill_chunk(1000, 256, time_left_ms=None, ms_per_token=None) == 256
+    assert prefill_chunk(40, 256, time_left_ms=None, ms_per_token=2.0) == 40
+
+
+def test_under_a_deadline_a_chunk_fits_the_time_left():
+    # 100 ms left at 2 ms a token: 50 tokens, not a whole 256-token batch.
+    assert prefill_chunk(1000, 256, time_left_ms=100.0, ms_per_token=2.0) == 50
+    # Plenty of time: still no batch beyond the batch size, nor beyond the prompt.
+    assert prefill_chunk(1000, 256, time_left_ms=10_000.0, ms_per_token=2.0) == 256
+    assert prefill_chunk(30, 256, time_left_ms=10_000.0, ms_per_token=2.0) == 30
+    # Almost no time, or a speed not measured yet: the smallest chunk, never none.
+    assert prefill_chunk(1000, 256, time_left_ms=1.0, ms_per_token=2.0) == PREFILL_MIN_CHUNK
+    assert prefill_chunk(1000, 256, time_left_ms=-5.0, ms_per_token=2.0) == PREFILL_MIN_CHUNK
+    assert prefill_chunk(1000, 256, time_left_ms=100.0, ms_per_token=None) == PREFILL_MIN_CHUNK
+    assert prefill_chunk(3, 256, time_left_ms=1.0, ms_per_token=2.0) == 3
+    assert prefill_chunk(1000, 8, time_left_ms=1.0, ms_per_token=2.0) == 8
+
+
+def test_a_chunk_never_outlasts_the_time_left_by_more_than_the_smallest_chunk():
+    for ms_per_token in (0.1, 0.7, 2.0, 13.0):
+        previous = 0
+        for time_left in range(0, 2000, 7):
+            size = prefill_chunk(5000, 256, time_left_ms=float(time_left),
+                                 ms_per_token=ms_per_token)
+            assert size * ms_per_token <= max(time_left, PREFILL_MIN_CHUNK * ms_per_token)
+            assert size >= previous  # more time never means a smaller chunk
+            previous = size
+
+
 def test_slot_count_follows_the_setting_the_budget_or_the_memory():
     slot = 36 << 20  # 2048 tokens of the embedded model
     assert choose_slots(slot, slots=3) == (3, "set")
@@ -177,3 +212,28 @@ def test_warm_fills_the_named_slot_and_leaves_the_others(slotted: LlamaCppBacken
     assert (out.timings.reused_tokens, out.timings.evaluated_tokens) == (len(warmed) - 1, 1)
     assert ask(slotted, kept, "kept.py").timings.reused_tokens == len(kept) - 1
     assert slotted.warm(warmed, document="warmed.py") == 1  # already there
+
+
+def test_a_request_cut_by_its_deadline_leaves_a_cache_the_next_continues(
+        slotted: LlamaCppBackend):
+    tokens = prompt(slotted, 24000, 1800)
+    assert 8 * PREFILL_MIN_CHUNK < len(tokens) < CONTEXT - 20
+    # This machine's speed, just measured on another document (full batches).
+    slotted.warm(prompt(slotted, 0), document="speed.py")
+    ms_per_token = slotted.prefill_ms_per_token
+    assert ms_per_token is not None and ms_per_token > 0
+    # A quarter of the time the prompt needs: it cannot be read in full, whatever the speed.
+    budget_s = 0.25 * len(tokens) * ms_per_token / 1000
+    cut = ask(slotted, tokens, "deadline.py", deadline=time.monotonic() + budget_s)
+    assert cut.stop_reason == "deadline" and cut.tokens == []
+    assert 0 < cut.timings.evaluated_tokens < len(tokens)
+    held = cache_is_consistent(slotted)
+    assert held == cut.timings.evaluated_tokens
+    assert slotted._cached == tokens[:held]
+    # The next keystroke (other documents ran in between) goes on from there.
+    ask(slotted, prompt(slotted, 1000), "between.py")
+    assert slotted._table.documents()[-2:] == ["deadline.py", "between.py"]
+    done = ask(slotted, tokens, "deadline.py")
+    assert done.stop_reason != "deadline" and done.tokens
+    assert done.timings.reused_tokens == held
+    assert done.timings.evaluated_tokens == len(tokens) - held
