@@ -234,13 +234,8 @@ class CompletionEngine:
             multiline = self.multiline_at(scope)
         line_start = text.rfind("\n", 0, offset) + 1
         line_end = text.find("\n", offset)
-        line_prefix = text[line_start:offset]
-        line_rest = text[offset : line_end if line_end >= 0 else len(text)]
-        # In the leading whitespace of a line that holds code, the answer is whole lines
-        # inserted before that line, which is then the suffix's next line (issue #18).
-        before_code = not line_prefix.strip() and bool(line_rest.strip())
-        next_line = line_prefix + line_rest if before_code else ""
-        if line_end >= 0 and not before_code:
+        next_line = ""
+        if line_end >= 0:
             for candidate in text[line_end + 1 : line_end + 2000].split("\n"):
                 if candidate.strip():
                     next_line = candidate
@@ -248,10 +243,9 @@ class CompletionEngine:
         stopper = LineStopper(
             multiline=multiline,
             block_indent=scope.block_indent,
-            cursor_line_prefix=line_prefix,
+            cursor_line_prefix=text[line_start:offset],
             next_line=next_line,
-            cursor_line_rest=line_rest,
-            before_code=before_code,
+            cursor_line_rest=text[offset : line_end if line_end >= 0 else len(text)],
         )
         filters = FilterContext(
             prefix=text[:offset],
@@ -259,7 +253,6 @@ class CompletionEngine:
             grammar=grammar,
             multiline=multiline,
             block_indent=scope.block_indent,
-            before_code=before_code,
         )
         return Prepared(window, prompt, stopper, filters, grammar, head,
                         snippets=list(anchor.snippets), path=path)
