@@ -11,6 +11,10 @@ the text (window, template, stop rules and post-processing included). Configurat
   * `pipeline`: ghostfill as the editor runs it.
   * `pipeline-no-<filter>`: the pipeline with one post-processing filter switched off
     (`disabled_filters`), to see what each filter is worth.
+  * `pipeline-mid-line`: the pipeline as it was before insertions before code (#18): a cursor
+    in the leading whitespace of a line that holds code is treated as a cursor inside that
+    line (one line, no line break; with `multiline="auto"` exactly the old behaviour). In the
+    open-line layout it is the pipeline.
 
 Generation is greedy and the filters run after it, so an ablation's text is the pipeline's
 model output post-processed without that filter: by default (`ablation_mode="reuse"`) the
@@ -20,14 +24,21 @@ a generation; `"rerun"` calls `engine.run` for each ablation.
 
 Scores: exact match (stripped non-blank lines equal), functional pass@1 (the task's `test`
 and `check(entry_point)` run on prefix + completion + suffix in a subprocess with a timeout and
-CPU/memory limits), whether that program compiles, and latency per task (prepare + run, from
-before the prompt is built to the final text; scored after all generation, so test runs never
-compete with the model for the CPU).
+CPU/memory limits), whether that program compiles, the answer's non-blank lines, and latency
+per task (prepare + run, from before the prompt is built to the final text; scored after all
+generation, so test runs never compete with the model for the CPU).
 
 The document layout: a whole-line hole is, in an editor, an empty line the user is about to
-write (`open-line`: prompt + "\\n" + suffix, cursor at the start of the empty line).
-`as-given` uses prompt + suffix, which puts the next line's text after the cursor on the same
-line. Either way the completion is spliced back as whole lines (see `splice`).
+write (`open-line`: prompt + "\\n" + suffix, cursor at the start of the empty line; the
+completion is spliced back as whole lines). `as-given` is the task exactly as given: prompt +
+suffix, the cursor at column 0 of the line the suffix starts with, so the code of that line
+follows the cursor; the pipeline's answer is spliced back exactly as accepting it in an editor
+inserts it (prompt + answer + suffix: an answer without a final line break joins that line,
+counted as `joins`). The raw baseline is the model's own answer and is spliced as whole lines
+in both layouts (see `splice`).
+
+The model runs in this process by default (`Options.engine`): a shared engine process started
+earlier may run older code, whose stop rules would then be measured instead of the checkout's.
 """
 
 from __future__ import annotations
@@ -44,12 +55,13 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from ghostfill.backends.base import GenerationRequest, PromptParts
 from ghostfill.bench.holes import Task, load_tasks, multi_line_holes, sample_tasks
+from ghostfill.completion.filters.layout import is_before_code
 from ghostfill.completion.postprocess import FILTERS, postprocess
 from ghostfill.completion.snapshot import CompletionInput
 from ghostfill.config import Config
@@ -63,6 +75,8 @@ RAW, PIPELINE, ABLATION = "raw", "pipeline", "pipeline-no-"
 #: The pipeline without further tries after the filters reject an answer
 #: (`completion.alternatives = 0`): generates again, unlike the filter ablations.
 ONE_TRY = "pipeline-one-try"
+#: The pipeline without the handling of insertions before code (see the module docstring).
+MID_LINE = "pipeline-mid-line"
 SINGLE_MAX_TOKENS, MULTI_MAX_TOKENS = 64, 128
 PASS_MARK = "__ghostfill_check_passed__"
 CHUNK = 10  # tasks per turn of each configuration (see generate_all)
@@ -77,15 +91,16 @@ def default_results_dir() -> Path:
 
 
 def all_configs() -> list[str]:
-    return [RAW, PIPELINE, ONE_TRY, *(ABLATION + name for name, _ in FILTERS)]
+    return [RAW, PIPELINE, ONE_TRY, MID_LINE, *(ABLATION + name for name, _ in FILTERS)]
 
 
 def parse_configs(spec: str) -> list[str]:
     """`all`, `ablations`, or a comma list of configuration names (order kept)."""
     known = all_configs()
+    ablations = [name for name in known if name.startswith(ABLATION)]
     chosen: list[str] = []
     for word in (w.strip() for w in spec.split(",")):
-        names = {"all": known, "ablations": known[3:]}.get(word, [word] if word else [])
+        names = {"all": known, "ablations": ablations}.get(word, [word] if word else [])
         for name in names:
             if name not in known:
                 raise GhostfillError(f"unknown configuration '{name}' (known: "
@@ -114,6 +129,8 @@ class Options:
     budget_ms: int | None = None  # None: no deadline, scores do not depend on machine load
     document: Literal["open-line", "as-given"] = "open-line"
     multiline: Literal["hole", "auto"] = "hole"  # hole: tell prepare() the hole's kind
+    #: Where the model runs (`server.engine`); see the module docstring.
+    engine: Literal["inprocess", "shared", "private"] = "inprocess"
     ablation_mode: Literal["reuse", "rerun"] = "reuse"
     plots: bool = True
 
@@ -135,6 +152,8 @@ class Attempt:
     timings: dict[str, float] = field(default_factory=dict)
     exact: bool = False
     syntax_ok: bool = False  # the spliced program compiles
+    #: Accepting the answer joins its last line with the code after the cursor (as-given).
+    joins: bool = False
     passed: bool = False
     status: str = "pending"  # passed | failed | timeout
     detail: str = ""
@@ -144,7 +163,7 @@ class Attempt:
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text, "raw": self.raw, "exact": self.exact, "passed": self.passed,
-            "syntax_ok": self.syntax_ok,
+            "syntax_ok": self.syntax_ok, "joins": self.joins,
             "status": self.status, "detail": self.detail, "stop_reason": self.stop_reason,
             "latency_ms": round(self.latency_ms, 2), "timings": self.timings,
         }
@@ -177,10 +196,33 @@ def document(task: Task, layout: str) -> tuple[str, int]:
     return task.prompt + gap + task.suffix, len(task.prompt)
 
 
-def splice(task: Task, completion: str) -> str:
-    """The program with the completion in the hole. The hole is whole lines, so the completion
-    ends its last line (an editor user accepts it and the line is there); trailing blanks go."""
+def splice(task: Task, completion: str, layout: str = "open-line") -> str:
+    """The program with the completion in the hole.
+
+    `open-line`: the hole is an empty line (whole lines), so the completion ends its last line
+    (an editor user accepts it and the line is there); trailing blanks go. `as-given`: the
+    completion is inserted at the cursor as it stands, before the code of the suffix's first
+    line, as accepting it in an editor does."""
+    if layout == "as-given":
+        return task.prompt + completion + task.suffix
     return task.prompt + completion.rstrip() + "\n" + task.suffix
+
+
+def splice_layout(config: str, options: Options) -> str:
+    """How `config`'s answers are spliced: the raw model's as whole lines (the bare model's
+    answer, which knows no cursor), the pipeline's as its document is laid out."""
+    return "open-line" if config == RAW else options.document
+
+
+def joins_line(task: Task, completion: str, layout: str) -> bool:
+    """Whether accepting `completion` in `layout` joins its last line with the code of the
+    suffix's first line (as-given, when that line holds code)."""
+    return (layout == "as-given" and bool(task.suffix.split("\n", 1)[0].strip())
+            and bool(completion.strip()) and not completion.rstrip(" \t").endswith("\n"))
+
+
+def line_count(text: str) -> int:
+    return len(normalised_lines(text))
 
 
 def normalised_lines(text: str) -> list[str]:
@@ -256,15 +298,25 @@ def run_raw(engine: Any, task: Task, options: Options) -> Attempt:
 
 
 def run_pipeline(engine: Any, task: Task, options: Options, ablations: list[str],
-                 disabled: frozenset[str] = frozenset()) -> dict[str, Attempt]:
+                 disabled: frozenset[str] = frozenset(),
+                 mid_line: bool = False) -> dict[str, Attempt]:
     """The pipeline's attempt (with `disabled` filters off), plus `ablations` derived from its
-    generation by re-running the filters (see the module docstring)."""
+    generation by re-running the filters (see the module docstring). `mid_line`: without the
+    handling of insertions before code (`MID_LINE`)."""
     text, offset = document(task, options.document)
     multiline = task.multiline if options.multiline == "hole" else None
+    before = is_before_code(text[:offset], text[offset:])
+    if mid_line and before and multiline is None:
+        multiline = False  # the old scope rule: text after the cursor, one line
     start = time.monotonic()
     prepared = engine.prepare(CompletionInput.of_text(text, offset, language_id="python",
                                                       path="humaneval.py"),
                               multiline=multiline)
+    if mid_line and before:
+        prepared = replace(prepared,
+                           stopper=replace(prepared.stopper, before_code=False,
+                                           next_line=_line_after(text, offset)),
+                           filters=replace(prepared.filters, before_code=False))
     result = engine.run(prepared, deadline=deadline_after(start, options.budget_ms),
                         created=start, disabled_filters=disabled)
     latency = (time.monotonic() - start) * 1000
@@ -281,6 +333,15 @@ def run_pipeline(engine: Any, task: Task, options: Options, ablations: list[str]
         out[name] = Attempt(cut, result.raw, result.stop_reason, latency - own_ms + ms,
                             result.timings)
     return out
+
+
+def _line_after(text: str, offset: int) -> str:
+    """The first non-blank line after the cursor's line (the stop rule's `next_line` for a
+    cursor inside a line)."""
+    line_end = text.find("\n", offset)
+    if line_end < 0:
+        return ""
+    return next((row for row in text[line_end + 1 :].split("\n") if row.strip()), "")
 
 
 def _timed_postprocess(raw: str, filters: Any, disabled: frozenset[str]) -> tuple[str, float]:
@@ -332,6 +393,8 @@ def _generate_chunks(engine: Any, tasks: list[Task], options: Options, log: Log,
         passes.append((PIPELINE, frozenset()))
     if ONE_TRY in options.configs:
         passes.append((ONE_TRY, frozenset()))
+    if MID_LINE in options.configs:
+        passes.append((MID_LINE, frozenset()))
     one_try = engine.with_config(engine.config.updated({"completion": {"alternatives": 0}})) \
         if ONE_TRY in options.configs else engine
     if options.ablation_mode == "rerun":
@@ -349,7 +412,7 @@ def _generate_chunks(engine: Any, tasks: list[Task], options: Options, log: Log,
                 else:
                     attempts = run_pipeline(one_try if config == ONE_TRY else engine, task,
                                             options, derived if config == PIPELINE else [],
-                                            disabled)
+                                            disabled, mid_line=config == MID_LINE)
                 for key, attempt in attempts.items():
                     name = config if not key else ABLATION + key
                     if name in results:
@@ -394,10 +457,10 @@ class CheckResult:
         return self.status == "passed"
 
 
-def program_with_tests(task: Task, completion: str) -> str:
+def program_with_tests(task: Task, completion: str, layout: str = "open-line") -> str:
     """The spliced program, the task's tests and a mark printed only if `check` returned (a
     completion that calls `exit(0)` must not pass)."""
-    return (f"{splice(task, completion)}\n\n{task.test}\n\n"
+    return (f"{splice(task, completion, layout)}\n\n{task.test}\n\n"
             f"check({task.entry_point})\nprint({PASS_MARK!r})\n")
 
 
@@ -452,7 +515,8 @@ def check_all(programs: Iterable[str], jobs: int, timeout_s: float,
 
 def score(tasks: list[Task], results: dict[str, list[Attempt]], options: Options,
           log: Log) -> None:
-    programs = {(config, i): program_with_tests(task, attempts[i].text)
+    layouts = {config: splice_layout(config, options) for config in results}
+    programs = {(config, i): program_with_tests(task, attempts[i].text, layouts[config])
                 for config, attempts in results.items() for i, task in enumerate(tasks)}
     started = time.monotonic()
     checked = check_all(programs.values(), options.jobs, options.timeout_s, options.memory_mb)
@@ -461,7 +525,8 @@ def score(tasks: list[Task], results: dict[str, list[Attempt]], options: Options
     for (config, i), program in programs.items():
         attempt, check = results[config][i], checked[program]
         attempt.exact = exact_match(attempt.text, tasks[i].canonical)
-        attempt.syntax_ok = compiles(splice(tasks[i], attempt.text))
+        attempt.syntax_ok = compiles(splice(tasks[i], attempt.text, layouts[config]))
+        attempt.joins = joins_line(tasks[i], attempt.text, layouts[config])
         attempt.passed, attempt.status, attempt.detail = check.passed, check.status, check.detail
 
 
@@ -492,6 +557,8 @@ def summarise(results: dict[str, list[Attempt]]) -> dict[str, dict[str, Any]]:
             "exact_count": sum(a.exact for a in attempts),
             "passed_count": sum(a.passed for a in attempts),
             "empty": sum(not a.text.strip() for a in attempts),
+            "joins": sum(a.joins for a in attempts),
+            "lines_mean": round(sum(line_count(a.text) for a in attempts) / n, 2) if n else 0.0,
             "timeouts": sum(a.status == "timeout" for a in attempts),
             "latency_p50_ms": round(percentile(latencies, 50), 1),
             "latency_p95_ms": round(percentile(latencies, 95), 1),
@@ -504,13 +571,14 @@ def summarise(results: dict[str, list[Attempt]]) -> dict[str, dict[str, Any]]:
 
 
 def format_table(summary: dict[str, dict[str, Any]]) -> str:
-    header = f"{'configuration':<28} {'n':>5} {'exact':>7} {'pass@1':>7} {'syntax':>7} " \
-             f"{'empty':>6} " \
+    header = f"{'configuration':<28} {'n':>5} {'exact':>7} {'pass@1':>7} {'passed':>6} " \
+             f"{'syntax':>7} {'empty':>6} {'joins':>6} {'lines':>6} " \
              f"{'p50 ms':>8} {'p95 ms':>8} {'tokens':>7}"
     rows = [header, "-" * len(header)]
     for config, s in summary.items():
         rows.append(f"{config:<28} {s['n']:>5} {s['exact']:>7.1%} {s['pass@1']:>7.1%} "
-                    f"{s['syntax_ok']:>7.1%} {s['empty']:>6} "
+                    f"{s['passed_count']:>6} {s['syntax_ok']:>7.1%} {s['empty']:>6} "
+                    f"{s.get('joins', 0):>6} {s.get('lines_mean', 0.0):>6.2f} "
                     f"{s['latency_p50_ms']:>8.0f} {s['latency_p95_ms']:>8.0f} "
                     f"{s['generated_tokens_mean']:>7.1f}")
     return "\n".join(rows)
@@ -534,6 +602,8 @@ def _meta(engine: Any, options: Options, tasks: list[Task], argv: list[str] | No
         "limit": options.limit,
         "seed": options.seed,
         "tasks": len(tasks),
+        "canonical_lines_mean": round(sum(line_count(t.canonical) for t in tasks)
+                                      / max(1, len(tasks)), 2),
         "configs": options.configs,
         "model": engine.model_name,
         "backend": engine.describe().backend,
@@ -543,6 +613,7 @@ def _meta(engine: Any, options: Options, tasks: list[Task], argv: list[str] | No
         "budget_ms": options.budget_ms,
         "document": options.document,
         "multiline": options.multiline,
+        "engine": options.engine,
         "ablation_mode": options.ablation_mode,
         "check": {"timeout_s": options.timeout_s, "memory_mb": options.memory_mb,
                   "jobs": options.jobs},
@@ -614,4 +685,5 @@ def engine_config(options: Options) -> Config:
         model["name"] = options.model
     if options.backend:
         model["backend"] = options.backend
-    return Config().updated({"model": model, "completion": {"max_tokens": options.tokens}})
+    return Config().updated({"model": model, "completion": {"max_tokens": options.tokens},
+                             "server": {"engine": options.engine}})

@@ -24,6 +24,11 @@ fixed order of `FILTERS`:
 Every filter after `indentation` only cuts: the result is always a prefix of the normalised
 model text (trailing whitespace may go), or empty. Filters can be switched off by name for
 ablations (`disabled`).
+
+After the filters, `postprocess` ends an insertion before code (the cursor in the leading
+whitespace of a line that holds code, `FilterContext.before_code`) with its line break, so that
+accepting it never joins its last line and that code (`filters/insertion.py`; the only step
+that adds text, so it is not one of the cutting filters).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from ghostfill.completion.filters.brackets import drop_unmatched_closers
 from ghostfill.completion.filters.dangling_block import drop_dangling_block
 from ghostfill.completion.filters.empty import drop_empty
 from ghostfill.completion.filters.indentation import normalize_indentation
+from ghostfill.completion.filters.insertion import end_insertion
 from ghostfill.completion.filters.repetition import cut_repetition
 from ghostfill.completion.filters.suffix_overlap import trim_suffix_overlap
 from ghostfill.completion.filters.syntax_validity import keep_valid_syntax
@@ -53,6 +59,9 @@ class FilterContext:
     grammar: str | None  # tree-sitter grammar name (from syntax.language_for), None = plain text
     multiline: bool  # single- vs multi-line decision already taken
     block_indent: int  # indent width of the cursor's block
+    #: The cursor stands in the leading whitespace of a line that holds code: the answer is
+    #: inserted as whole lines before that line (`layout.is_before_code`).
+    before_code: bool = False
 
 
 Filter = Callable[[str, FilterContext], str]
@@ -73,8 +82,14 @@ FILTER_NAMES: frozenset[str] = frozenset(name for name, _ in FILTERS)
 
 def postprocess(text: str, ctx: FilterContext, disabled: frozenset[str] = frozenset()) -> str:
     """Run the enabled filters in order. A filter that fails is skipped (and logged): a bug in
-    one filter must cost a worse suggestion, not the suggestion."""
-    return run_filters(text, ctx, disabled, strict=False)
+    one filter must cost a worse suggestion, not the suggestion. An insertion before code
+    then gets its line break (`end_insertion`)."""
+    text = run_filters(text, ctx, disabled, strict=False)
+    try:
+        return end_insertion(text, ctx)
+    except Exception:
+        log.exception("ending the insertion failed; the answer is dropped")
+        return ""
 
 
 def run_filters(

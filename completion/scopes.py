@@ -26,7 +26,7 @@ from ghostfill.completion.lines import indent_style_for, indent_width
 if TYPE_CHECKING:
     from ghostfill.completion.syntax import SyntaxDocument
 
-__all__ = ["CursorScope", "cursor_scope", "enclosing_scopes"]
+__all__ = ["CursorScope", "before_code_scope", "cursor_scope", "enclosing_scopes"]
 
 # ------------------------------------------------------------------------- enclosing scopes
 
@@ -202,6 +202,9 @@ def cursor_scope(doc: SyntaxDocument, offset: int) -> CursorScope:
     """Decide single- vs multi-line and the block indentation at `offset`.
 
     `multiline`, first rule that applies wins:
+      0. `before code`: the cursor stands in the leading whitespace of a line that holds more
+         than closing brackets and the like (column 0 of `    return True`): the answer is
+         whole lines inserted before that line (see `before_code_scope`).
       1. `text after cursor`: the rest of the line holds more than closing brackets, quotes,
          `;` or `,` → False (the user is editing inside a line).
       2. `in string or comment`: the cursor is inside a string or comment → False.
@@ -239,6 +242,8 @@ def cursor_scope(doc: SyntaxDocument, offset: int) -> CursorScope:
     def scope(multiline: bool, reason: str) -> CursorScope:
         return CursorScope(block_indent=block_indent, multiline=multiline, reason=reason)
 
+    if not before.strip() and not set(after) <= _CLOSING_REST:
+        return before_code_scope(doc, offset, line_start, before + after)
     if not set(after) <= _CLOSING_REST:
         return scope(False, "text after cursor")
     if _inside_text_node(doc, offset):
@@ -250,6 +255,54 @@ def cursor_scope(doc: SyntaxDocument, offset: int) -> CursorScope:
     if _function_body_empty(doc, offset):
         return scope(True, "empty body")
     return scope(False, "mid-line")
+
+
+def before_code_scope(doc: SyntaxDocument, offset: int, line_start: int,
+                      line: str) -> CursorScope:
+    """The scope of an insertion before code: the cursor at `offset` stands in the leading
+    whitespace of `line` (its whole line, starting at `line_start`), which holds code.
+
+    The answer is whole lines inserted before `line`. `block_indent` is the indentation of
+    `line` (a line inserted before it may not be indented less), or deeper when the line above
+    opens a block (its body starts here). `multiline`, first rule that applies wins:
+      1. `before code, in string or comment` → False;
+      2. `before code, block opener above`: the line above opens a block, so the answer
+         starts that block's body (empty so far, or before its first statement) → True;
+      3. `before code, empty body`: the enclosing function holds only placeholders → True;
+      4. `before code` → False: one statement, which the stop rules extend through the block
+         its header opens when `line` is not that block's body (`stopping.statement_length`).
+    Rule 4 was measured against multi-line everywhere before code (HumanEval as-given, the
+    embedded model, tuning samples): the same multi-line passes (2 of 40), more single-line
+    ones (19 of 60 against 15) and shorter answers.
+    """
+    text = doc.text
+    block_indent = indent_width(line)
+    above = _previous_line(text, line_start)
+    opener_above = above is not None and _opens_block(doc, *above)
+    if above is not None and opener_above:
+        block_indent = max(block_indent, indent_width(above[0]) + _indent_unit(doc, line_start))
+
+    def scope(multiline: bool, reason: str) -> CursorScope:
+        return CursorScope(block_indent=block_indent, multiline=multiline, reason=reason)
+
+    if _inside_text_node(doc, offset):
+        return scope(False, "before code, in string or comment")
+    if opener_above:
+        return scope(True, "before code, block opener above")
+    if _function_body_empty(doc, offset):
+        return scope(True, "before code, empty body")
+    return scope(False, "before code")
+
+
+def _previous_line(text: str, line_start: int) -> tuple[str, int] | None:
+    """The last non-blank line before the line starting at `line_start`, and its start."""
+    end = line_start - 1
+    while end > 0:
+        start = text.rfind("\n", 0, end) + 1
+        if text[start:end].strip():
+            return text[start:end], start
+        end = start - 1
+    return None
 
 
 def _indent_unit(doc: SyntaxDocument, line_start: int) -> int:

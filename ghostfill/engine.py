@@ -234,8 +234,13 @@ class CompletionEngine:
             multiline = self.multiline_at(scope)
         line_start = text.rfind("\n", 0, offset) + 1
         line_end = text.find("\n", offset)
-        next_line = ""
-        if line_end >= 0:
+        line_prefix = text[line_start:offset]
+        line_rest = text[offset : line_end if line_end >= 0 else len(text)]
+        # In the leading whitespace of a line that holds code, the answer is whole lines
+        # inserted before that line, which is then the suffix's next line (issue #18).
+        before_code = not line_prefix.strip() and bool(line_rest.strip())
+        next_line = line_prefix + line_rest if before_code else ""
+        if line_end >= 0 and not before_code:
             for candidate in text[line_end + 1 : line_end + 2000].split("\n"):
                 if candidate.strip():
                     next_line = candidate
@@ -243,9 +248,10 @@ class CompletionEngine:
         stopper = LineStopper(
             multiline=multiline,
             block_indent=scope.block_indent,
-            cursor_line_prefix=text[line_start:offset],
+            cursor_line_prefix=line_prefix,
             next_line=next_line,
-            cursor_line_rest=text[offset : line_end if line_end >= 0 else len(text)],
+            cursor_line_rest=line_rest,
+            before_code=before_code,
         )
         filters = FilterContext(
             prefix=text[:offset],
@@ -253,6 +259,7 @@ class CompletionEngine:
             grammar=grammar,
             multiline=multiline,
             block_indent=scope.block_indent,
+            before_code=before_code,
         )
         return Prepared(window, prompt, stopper, filters, grammar, head,
                         snippets=list(anchor.snippets), path=path)

@@ -18,16 +18,20 @@ from ghostfill.bench import cli
 from ghostfill.bench.holes import hole_candidates, load_tasks, multi_line_holes
 from ghostfill.bench.humaneval import (
     DEFAULT_DATA,
+    MID_LINE,
     SCHEMA,
     Options,
     RawCut,
     all_configs,
     check_program,
+    document,
     engine_config,
     exact_match,
+    joins_line,
     parse_configs,
     program_with_tests,
     run_pipeline,
+    splice,
 )
 from ghostfill.errors import GhostfillError
 
@@ -99,6 +103,27 @@ def test_config_names():
     assert parse_configs("raw,pipeline-no-brackets") == ["raw", "pipeline-no-brackets"]
     with pytest.raises(GhostfillError):
         parse_configs("pipeline-no-nonsense")
+    assert MID_LINE in all_configs()
+    ablations = parse_configs("ablations")
+    assert ablations and all(name.startswith("pipeline-no-") for name in ablations)
+
+
+def test_as_given_layout_is_the_task_as_given(tasks):
+    """The cursor at column 0 of the suffix's first line, which holds code; an answer is
+    spliced back as accepting it inserts it, so one without a line break joins that line."""
+    task = next(t for t in tasks if t.suffix.split("\n", 1)[0].strip())
+    text, offset = document(task, "as-given")
+    assert text == task.prompt + task.suffix and offset == len(task.prompt)
+    line = task.canonical.rstrip("\n")
+    assert splice(task, line + "\n", "as-given") == task.program
+    assert splice(task, line, "as-given") == task.prompt + line + task.suffix
+    assert joins_line(task, line, "as-given") and not joins_line(task, line + "\n", "as-given")
+    assert not joins_line(task, line, "open-line")
+    # The open-line layout splices whole lines, as before.
+    assert splice(task, line) == task.program
+    assert check_program(program_with_tests(task, task.canonical, "as-given")).passed
+    joined = program_with_tests(task, task.canonical.rstrip("\n"), "as-given")
+    assert not check_program(joined).passed
 
 
 @pytest.mark.slow
@@ -131,6 +156,25 @@ def test_end_to_end_smoke(tasks, tmp_path: Path, capsys, holes: str):
     for suffix in ("-scores.png", "-latency.png"):
         plot = path.with_name(path.stem + suffix)
         assert plot.is_file() and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_as_given_answers_are_whole_lines(tasks):
+    """With the real model in the issue's layout (as-given, the engine decides single- or
+    multi-line): every pipeline answer before code ends with its line break; the mid-line
+    configuration (before #18) answers one line without one."""
+    from ghostfill.engine import CompletionEngine
+
+    options = Options(holes="multi", max_tokens=24, document="as-given", multiline="auto")
+    engine = CompletionEngine.load(engine_config(options))
+    answered = 0
+    for task in multi_line_holes(tasks, seed=0)[:3]:
+        text = run_pipeline(engine, task, options, [])[""].text
+        assert not text or text.endswith("\n"), text
+        answered += bool(text)
+        old = run_pipeline(engine, task, options, [], mid_line=True)[""].text
+        assert "\n" not in old, old
+    assert answered
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ghostfill.completion.filters.indentation import normalize_indentation
+from ghostfill.completion.filters.layout import is_before_code
 from ghostfill.completion.postprocess import (
     FILTER_NAMES,
     FILTERS,
@@ -72,7 +73,11 @@ class Case:
         indent = self.block_indent
         if indent is None:
             indent = cursor_scope(SyntaxDocument(text, self.language), offset).block_indent
-        return FilterContext(text[:offset], text[offset:], self.language, self.multiline, indent)
+        prefix, suffix = text[:offset], text[offset:]
+        # As `CompletionEngine.prepare` decides it: the cursor in the leading whitespace of a
+        # line that holds code.
+        return FilterContext(prefix, suffix, self.language, self.multiline, indent,
+                             before_code=is_before_code(prefix, suffix))
 
 
 def parse_golden(path: Path) -> list[Case]:

@@ -32,7 +32,7 @@ MAX_CANDIDATES = 8  # cut points tried, nearest the end first
 
 
 def drop_unmatched_closers(text: str, ctx: FilterContext) -> str:
-    splice = make_splice(ctx.prefix, ctx.suffix, text)
+    splice = make_splice(ctx.prefix, ctx.suffix, text, ctx.before_code)
     full = splice.text
     tokens = bracket_tokens(full, ctx.grammar)
     inside = [t for t in tokens if splice.start <= t[0] < splice.end]
@@ -55,4 +55,4 @@ def _cut_before(text: str, cut: int, ctx: FilterContext) -> str:
     line_start = text.rfind("\n", 0, cut) + 1
     if line_start > 0 and not text[line_start:cut].strip() and not line_rest(ctx.suffix).strip():
         return text[: line_start - 1].rstrip()
-    return tidy_end(text[:cut], ctx.suffix)
+    return tidy_end(text[:cut], ctx.suffix, ctx.before_code)

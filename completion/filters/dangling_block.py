@@ -5,6 +5,8 @@ tree-sitter-python accepts `if x:` with no indented body (no ERROR or MISSING no
 this as the most common broken answer of the embedded model: it opens a block where the hole
 was a plain statement. If the completion's last line opens a block and the next line of the
 file is not indented deeper, that header is cut (and with it an answer that was only that).
+Before code on the cursor's line (`FilterContext.before_code`) the next line of the file is the
+cursor's own line, which the answer is inserted before; the lines kept keep their line break.
 """
 
 from __future__ import annotations
@@ -29,10 +31,15 @@ def drop_dangling_block(text: str, ctx: FilterContext) -> str:
     header = cursor_line + last if len(lines) == 1 else last
     following = ctx.suffix[ctx.suffix.find("\n") + 1 :] if "\n" in ctx.suffix else ""
     rest_of_line = ctx.suffix.split("\n", 1)[0]
-    if rest_of_line.strip():
+    if ctx.before_code:
+        nxt = cursor_line + rest_of_line
+    elif rest_of_line.strip():
         return text  # code follows on the same line: not a header the user is finishing
-    nxt = next((row for row in following.split("\n") if row.strip()), "")
+    else:
+        nxt = next((row for row in following.split("\n") if row.strip()), "")
     if nxt.strip() and indent_width(nxt) > indent_width(header):
         return text  # the file already has the body
     kept = "\n".join(lines[:-1])
-    return kept if kept.strip() else ""
+    if not kept.strip():
+        return ""
+    return kept + "\n" if ctx.before_code else kept

@@ -42,7 +42,7 @@ def cut_repetition(text: str, ctx: FilterContext) -> str:
     if cut is None:
         return text
     keep = cut - first
-    return keep_lines(lines, keep, ctx.suffix) if keep > 0 else ""
+    return keep_lines(lines, keep, ctx.suffix, ctx.before_code) if keep > 0 else ""
 
 
 def _exact_repeat(seq: list[str], first: int) -> int | None:

@@ -35,16 +35,30 @@ class Splice:
     """`head + completion + tail`: the completion in its surrounding window.
 
     `head` ends with the text before the cursor on its line, `tail` starts with the text after
-    the cursor; `line_start` is where the cursor's line starts in `text`.
+    the cursor; `line_start` is where the cursor's line starts in `text`. `before_code`: the
+    completion is inserted as whole lines before the code on the cursor's line (see
+    `layout.is_before_code`), so a line break and the cursor's indentation stand between it
+    and `tail` (`joint`), as the editor's buffer has them once the suggestion is accepted.
     """
 
     head: str
     completion: str
     tail: str
+    before_code: bool = False
 
     @property
     def text(self) -> str:
-        return self.head + self.completion + self.tail
+        return self.around(self.completion)
+
+    def around(self, completion: str) -> str:
+        """The window with `completion` in place of this splice's completion."""
+        return self.head + completion + self.joint(completion) + self.tail
+
+    def joint(self, completion: str) -> str:
+        if not self.before_code or not completion:
+            return ""
+        lead = "" if completion.endswith("\n") else "\n"
+        return lead + cursor_line_prefix(self.head)
 
     @property
     def start(self) -> int:
@@ -60,8 +74,8 @@ class Splice:
         return len(self.head) - len(cursor_line_prefix(self.head))
 
 
-def make_splice(prefix: str, suffix: str, completion: str) -> Splice:
-    return Splice(_window_head(prefix), completion, _window_tail(suffix))
+def make_splice(prefix: str, suffix: str, completion: str, before_code: bool = False) -> Splice:
+    return Splice(_window_head(prefix), completion, _window_tail(suffix), before_code)
 
 
 def _window_head(prefix: str) -> str:

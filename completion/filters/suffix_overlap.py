@@ -11,6 +11,10 @@ follows the cursor, or the closing `}` line that is the next line of the file. T
     is the whole rest of the line, or is at least `MIN_TEXT_OVERLAP` characters long. Closing
     brackets in the overlap must close nothing opened inside the completion (`bar(a)` before
     `)` keeps its parenthesis).
+Before code on the cursor's line (`FilterContext.before_code`) the completion is inserted as
+whole lines before that line, so that line is the first of the next lines: the first rule
+applies with it (the cursor's indentation and the rest of its line), and the cut keeps the line
+break of the last line kept.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from ghostfill.completion.filters.layout import (
     cursor_line_prefix,
+    end_of_lines,
     following_lines,
     line_rest,
     tidy_end,
@@ -41,13 +46,15 @@ _PUNCTUATION = frozenset(")]}>;,.:'\"` \t")
 
 def trim_suffix_overlap(text: str, ctx: FilterContext) -> str:
     rest = line_rest(ctx.suffix)
+    if ctx.before_code:
+        line = (cursor_line_prefix(ctx.prefix) + rest).rstrip()
+        return _trim_next_lines(text, ctx, [line, *_following_lines(ctx.suffix)])
     if rest.strip():
         return _trim_rest_of_line(text, rest, ctx)
-    return _trim_next_lines(text, ctx)
+    return _trim_next_lines(text, ctx, _following_lines(ctx.suffix))
 
 
-def _trim_next_lines(text: str, ctx: FilterContext) -> str:
-    following = _following_lines(ctx.suffix)
+def _trim_next_lines(text: str, ctx: FilterContext, following: list[str]) -> str:
     if not following:
         return text
     cursor_prefix = cursor_line_prefix(ctx.prefix)
@@ -62,6 +69,8 @@ def _trim_next_lines(text: str, ctx: FilterContext) -> str:
             _same_line(line, following[j + 1]) for j, line in enumerate(tail)
         )
         if len(full.strip()) >= MIN_LINE_CHARS or rest_matches:
+            if ctx.before_code:
+                return end_of_lines("\n".join(lines[:i]) + "\n") if i else ""
             return "\n".join(lines[:i]).rstrip() if i else ""
     return text
 

@@ -32,7 +32,7 @@ def keep_valid_syntax(text: str, ctx: FilterContext) -> str:
     if ctx.grammar is None or "\n" not in text.strip("\n"):
         return text
     started = time.perf_counter()
-    splice = make_splice(ctx.prefix, ctx.suffix, text)
+    splice = make_splice(ctx.prefix, ctx.suffix, text, ctx.before_code)
     baseline = errors(splice.head + splice.tail, ctx.grammar)
     if errors(splice.text, ctx.grammar) <= baseline:
         return text
@@ -48,7 +48,7 @@ def keep_valid_syntax(text: str, ctx: FilterContext) -> str:
         if attempts == MAX_ATTEMPTS or time.perf_counter() - started > TIME_BUDGET_S:
             break
         attempts += 1
-        shorter = keep_lines(lines, count, ctx.suffix)
-        if errors(splice.head + shorter + splice.tail, ctx.grammar) <= baseline:
+        shorter = keep_lines(lines, count, ctx.suffix, ctx.before_code)
+        if errors(splice.around(shorter), ctx.grammar) <= baseline:
             return shorter
     return text
