@@ -281,6 +281,24 @@ def _engine_run(args: argparse.Namespace) -> int:
     return service.serve()
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    """The local acceptance statistics (ghostfill/usage.py): read from the file the servers
+    write, never from the network."""
+    from ghostfill import usage
+
+    path = usage.usage_path()
+    if args.reset:
+        print(f"deleted {path}" if usage.reset(path) else f"nothing to delete ({path})")
+        return 0
+    data = usage.read(path)
+    if args.json:
+        print(json.dumps({**data, "file": str(path)}, indent=2, sort_keys=True))
+        return 0
+    for line in usage.report(data, path):
+        print(line)
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ghostfill", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ghostfill {__version__}")
@@ -370,6 +388,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--download", metavar="NAME", help="download a preset or repo id now")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("stats", help="suggestions shown, accepted and kept, per language "
+                                     "(a local file; nothing is sent anywhere)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--reset", action="store_true", help="delete the statistics file")
+    p.set_defaults(func=cmd_stats)
     return parser
 
 

@@ -20,6 +20,10 @@ SUGGESTION_READY = "ghostfill/suggestionReady"
 #: workspace/executeCommand commands.
 FIM_COMMAND = "ghostfill.fim"
 ACCEPTED_COMMAND = "ghostfill.accepted"
+#: Copilot's language server's notifications of what the editor did with an item
+#: (lsp/feedback.py); other clients already speak them.
+DID_SHOW_COMPLETION = "textDocument/didShowCompletion"
+DID_PARTIALLY_ACCEPT_COMPLETION = "textDocument/didPartiallyAcceptCompletion"
 
 
 @attrs.define
@@ -57,6 +61,37 @@ class SuggestionReadyParams:
 
 
 @attrs.define
+class DidShowCompletionParams:
+    """`textDocument/didShowCompletion`: the editor displayed `item` (the
+    InlineCompletionItem as returned, kept as JSON: only its command's id is read)."""
+
+    item: Any
+
+
+@attrs.define
+class DidPartiallyAcceptCompletionParams:
+    """`textDocument/didPartiallyAcceptCompletion`: the user took the first `acceptedLength`
+    UTF-16 code units of `item`'s insertText (all taken so far)."""
+
+    item: Any
+    accepted_length: int
+
+
+@attrs.define
+class DidShowCompletionNotification:
+    params: DidShowCompletionParams
+    method: str = DID_SHOW_COMPLETION
+    jsonrpc: str = "2.0"
+
+
+@attrs.define
+class DidPartiallyAcceptCompletionNotification:
+    params: DidPartiallyAcceptCompletionParams
+    method: str = DID_PARTIALLY_ACCEPT_COMPLETION
+    jsonrpc: str = "2.0"
+
+
+@attrs.define
 class FimRequest:
     id: int | str
     params: FimParams
@@ -81,4 +116,7 @@ class StatsRequest:
 
 
 REQUESTS: dict[str, type] = {FIM_METHOD: FimRequest, DOCUMENT_METHOD: DocumentRequest,
-                             STATS_METHOD: StatsRequest}
+                             STATS_METHOD: StatsRequest,
+                             DID_SHOW_COMPLETION: DidShowCompletionNotification,
+                             DID_PARTIALLY_ACCEPT_COMPLETION:
+                                 DidPartiallyAcceptCompletionNotification}

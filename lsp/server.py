@@ -37,13 +37,18 @@ from ghostfill.errors import GhostfillError, InvalidPosition
 from ghostfill.lsp.cache import SuggestionCache
 from ghostfill.lsp.completions import Answer, CompletionService
 from ghostfill.lsp.documents import OpenDocument
+from ghostfill.lsp.feedback import Feedback
 from ghostfill.lsp.messages import (
     ACCEPTED_COMMAND,
+    DID_PARTIALLY_ACCEPT_COMPLETION,
+    DID_SHOW_COMPLETION,
     DOCUMENT_METHOD,
     FIM_COMMAND,
     FIM_METHOD,
     STATS_METHOD,
     SUGGESTION_READY,
+    DidPartiallyAcceptCompletionParams,
+    DidShowCompletionParams,
     DocumentParams,
     FimParams,
     SuggestionReadyParams,
@@ -52,6 +57,7 @@ from ghostfill.lsp.positions import UTF8, UTF16, UTF32
 from ghostfill.lsp.protocol import ARRIVED_AT, GhostfillProtocol, plain
 from ghostfill.lsp.session import DocumentSession
 from ghostfill.lsp.stats import Stats
+from ghostfill.usage import UsageWriter, usage_path
 
 if TYPE_CHECKING:  # the engine (and the model libraries behind it) loads on its thread
     from ghostfill.engine import CompletionEngine
@@ -95,6 +101,8 @@ class GhostfillServer(LanguageServer):
         #: The prefix-only FIM warning is shown once per server (then only in the answers).
         self.fim_warned = False
         self.stats = Stats()
+        #: What the user did with the suggestions: counted here and in the local usage file.
+        self.feedback = Feedback(UsageWriter())
         #: Required from TCP clients as initializationOptions.authToken (None: no check).
         self.auth_token: str | None = None
         #: The timer that resumes owed warm-ups (`yield_warmups`).
@@ -496,9 +504,11 @@ def did_change(ls: GhostfillServer, params: types.DidChangeTextDocumentParams) -
                 ls.show_error(f"edit outside {doc.uri} ({e}); the document will be resynced "
                               "when it is reopened")
                 return
+            ls.feedback.edited(doc, min(start, end), max(start, end), change.text)
             session.edit(min(start, end), max(start, end), change.text)
             ls.service.edited(session, r.start.line)
         else:
+            ls.feedback.forget(doc.uri)
             session.replace_all(change.text, params.text_document.version)
     doc.version = params.text_document.version
     ls.edit_count += 1
@@ -510,6 +520,7 @@ def did_change(ls: GhostfillServer, params: types.DidChangeTextDocumentParams) -
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: GhostfillServer, params: types.DidCloseTextDocumentParams) -> None:
     session = ls.sessions.pop(params.text_document.uri, None)
+    ls.feedback.forget(params.text_document.uri)
     if session is not None:
         ls.service.forget(session)
 
@@ -620,7 +631,9 @@ async def inline_completion(
         command=types.Command(title="ghostfill: accepted", command=ACCEPTED_COMMAND,
                               arguments=[answer.source]),
     )
-    return types.InlineCompletionList(items=[item])
+    # Ids for the feedback notifications; a suggestion the user just typed over stays out.
+    items = ls.feedback.offer(doc, [item], params.position, lambda p: ls.offset(doc, p))
+    return types.InlineCompletionList(items=items)
 
 
 @server.feature(types.TEXT_DOCUMENT_COMPLETION,
@@ -747,6 +760,19 @@ async def fim_command(ls: GhostfillServer, *args: Any) -> dict[str, Any]:
 @server.command(ACCEPTED_COMMAND)
 def accepted_command(ls: GhostfillServer, *args: Any) -> None:
     ls.stats.add(accepted=1)
+    nested = len(args) == 1 and isinstance(args[0], list | tuple)
+    ls.feedback.accepted(plain(list(args[0]) if nested else list(args)))
+
+
+@server.feature(DID_SHOW_COMPLETION)
+def did_show_completion(ls: GhostfillServer, params: DidShowCompletionParams) -> None:
+    ls.feedback.shown(plain(params.item))
+
+
+@server.feature(DID_PARTIALLY_ACCEPT_COMPLETION)
+def did_partially_accept_completion(ls: GhostfillServer,
+                                    params: DidPartiallyAcceptCompletionParams) -> None:
+    ls.feedback.partially_accepted(plain(params.item), params.accepted_length)
 
 
 @server.feature(DOCUMENT_METHOD)
@@ -772,6 +798,9 @@ def stats_request(ls: GhostfillServer, params: Any = None) -> dict[str, Any]:
         "options": described.options if described else {},
     }
     info.update(ls.stats.snapshot())
+    # Shown, accepted, kept per language since this server started; all-time totals, of
+    # every server, are in the local file (`ghostfill stats`).
+    info["feedback"] = {**ls.feedback.snapshot(), "file": str(usage_path())}
     # What the server keeps between requests; every count must stay bounded however long
     # the session (tests/test_soak.py, bench/soak.py; issue #21).
     sessions = list(ls.sessions.values())

@@ -19,6 +19,9 @@ SERVE = [sys.executable, "-m", "ghostfill", "serve"]
 # (short: socket paths are limited), not beside the user's own; they are stopped at the end.
 RUNTIME_DIR = os.environ.setdefault("GHOSTFILL_RUNTIME_DIR",
                                     tempfile.mkdtemp(prefix="gf-rt-", dir="/tmp"))
+# Servers under test keep their state (crash markers, the acceptance statistics file) in a
+# folder of this test session, never in the user's own.
+STATE_DIR = os.environ.setdefault("GHOSTFILL_STATE_DIR", tempfile.mkdtemp(prefix="gf-state-"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
