@@ -10,10 +10,12 @@ require('ghostfill').setup({
   cmd = vim.json.decode((assert(vim.env.GHOSTFILL_TEST_CMD, 'GHOSTFILL_TEST_CMD is not set'))),
   filetypes = { 'python' },
   debounce_ms = 50,
-  server_options = {
-    -- This machine is shared and slow; the plugin is under test here, not the latency.
-    completion = { latencyBudgetMs = 30000 },
-  },
+  -- $GHOSTFILL_TEST_OPTIONS (JSON) replaces them: a scripted engine runs in process.
+  server_options = vim.env.GHOSTFILL_TEST_OPTIONS and vim.json.decode(vim.env.GHOSTFILL_TEST_OPTIONS)
+    or {
+      -- This machine is shared and slow; the plugin is under test here, not the latency.
+      completion = { latencyBudgetMs = 30000 },
+    },
 })
 
 if vim.env.GHOSTFILL_TEST_DEBUG then

@@ -2,10 +2,11 @@
 ---
 --- A partial accept inserts the chosen prefix at the cursor and keeps the rest on screen (the
 --- replaced range after the cursor, e.g. a closing bracket, is only replaced by the final
---- accept). Every accept runs the item's command (`ghostfill.accepted`) so the server counts
---- it and prefetches what follows.
+--- accept). A full accept runs the item's command (`ghostfill.accepted`), a partial one sends
+--- textDocument/didPartiallyAcceptCompletion (feedback.lua), so the server counts them.
 local api = vim.api
 local client = require('ghostfill.client')
+local feedback = require('ghostfill.feedback')
 local suggest = require('ghostfill.suggest')
 
 local M = {}
@@ -49,6 +50,9 @@ function M.accept(bufnr, kind)
     return false
   end
   local full = part == s.text
+  if not full then
+    feedback.partially_accepted(s, part)
+  end
   local lines = vim.split(part, '\n', { plain = true })
   local new_row = s.row + #lines - 1
   local new_col = (#lines == 1 and s.col or 0) + #lines[#lines]
@@ -76,7 +80,7 @@ function M.accept(bufnr, kind)
   end
 
   local c = vim.lsp.get_client_by_id(s.client_id)
-  if c then
+  if c and full then
     client.execute(c, s.command, bufnr)
   end
   return true

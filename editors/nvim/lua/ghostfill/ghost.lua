@@ -14,6 +14,7 @@ M.ns = vim.api.nvim_create_namespace('ghostfill')
 --- @field end_col integer
 --- @field text string      what replaces row:col .. end_row:end_col
 --- @field command table|nil  lsp.Command to run on acceptance
+--- @field item table|nil     the InlineCompletionItem as received (feedback.lua)
 --- @field client_id integer
 
 --- Split the suggestion's first line around the characters it replaces, so the line reads as

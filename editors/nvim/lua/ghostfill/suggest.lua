@@ -11,6 +11,7 @@ local api = vim.api
 local client = require('ghostfill.client')
 local config = require('ghostfill.config')
 local enabled = require('ghostfill.enabled')
+local feedback = require('ghostfill.feedback')
 local ghost = require('ghostfill.ghost')
 local keymaps = require('ghostfill.keymaps')
 local position = require('ghostfill.position')
@@ -128,6 +129,7 @@ function M.redraw(bufnr)
   st.tick = api.nvim_buf_get_changedtick(bufnr)
   st.line = line_at(bufnr, s.row)
   keymaps.activate(bufnr)
+  feedback.shown(s)
 end
 
 --- @param items ghostfill.Suggestion[]
@@ -162,7 +164,7 @@ local function to_suggestion(bufnr, c, item, row, col, line)
   end
   --- @type ghostfill.Suggestion
   local s = { row = row, col = col, end_row = row, end_col = col, text = text,
-              command = item.command, client_id = c.id }
+              command = item.command, item = item, client_id = c.id }
   local r = item.range
   if type(r) == 'table' and r.start and r['end'] then
     local enc = c.offset_encoding or 'utf-16'
