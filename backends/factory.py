@@ -33,13 +33,15 @@ def backend_kind(config: Config, model: ResolvedModel | None) -> str:
 def create_backend(config: Config,
                    on_progress: Callable[[float], None] | None = None,
                    on_event: Callable[[str, str], None] | None = None) -> Backend:
-    """`on_progress` is told how far a local model's load is (0..1), where the backend
-    can say; `on_event` hears what the user should know of an engine process (kind, message:
-    see `engine_client`)."""
+    """`on_progress` is told how far a local model's download, then its load, is (0..1),
+    where the backend can say; `on_event` hears what the user should know of an engine process
+    (kind, message: see `engine_client`)."""
     mc = config.model
     if is_remote(config):
         return _remote_backend(config)
-    model = resolve(mc.name, offline=mc.offline)
+    # A hub GGUF preset that is not cached yet is downloaded here (network allowed), reporting
+    # through the same progress as the load that follows.
+    model = resolve(mc.name, offline=mc.offline, on_download=on_progress)
     if config.server.engine != "inprocess":
         from ghostfill.backends.engine_client import EngineBackend
 

@@ -157,8 +157,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     from ghostfill import models
 
     if args.download:
-        resolved = models.resolve(args.download, offline=False)
-        print(f"{resolved.display_name}: {resolved.path}")
+        resolved, how = models.download(args.download)
+        print(f"{resolved.display_name}: {resolved.path} ({how})")
         return 0
     rows = models.status()
     if args.json:
@@ -166,8 +166,15 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         mark = "yes" if row["offline"] else "no "
-        print(f"{row['name']:<18} offline={mark}  {row['description']}")
-        print(f"{'':<18} {row['state'] if not row['offline'] else row['location']}")
+        size = row["size_bytes"]
+        ram = row["ram_gb"]
+        fim = row["fim"]
+        kind = "prefix-only" if fim == "prefix-only" else f"FIM {fim}"
+        size_text = models.format_size(size) if isinstance(size, int) else "size ?"
+        ram_text = f"RAM ~{ram:.1f} GB" if isinstance(ram, float) else "RAM ?"
+        print(f"{row['name']:<20} offline={mark}  {size_text:>8}  {ram_text:<13} {kind}")
+        print(f"{'':<20} {row['description']}")
+        print(f"{'':<20} {row['state'] if not row['offline'] else row['location']}")
     return 0
 
 
@@ -384,9 +391,10 @@ def make_parser() -> argparse.ArgumentParser:
     model_options(q)
     p.set_defaults(func=cmd_engine)
 
-    p = sub.add_parser("models", help="list model presets and whether they work offline")
+    p = sub.add_parser("models", help="list model presets: size, memory, FIM, whether cached")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--download", metavar="NAME", help="download a preset or repo id now")
+    p.add_argument("--download", metavar="NAME",
+                   help="download a preset or repo id now (into the Hugging Face cache)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("stats", help="suggestions shown, accepted and kept, per language "

@@ -172,6 +172,8 @@ class GhostfillServer(LanguageServer):
 
         def on_progress(fraction: float) -> None:
             percent = int(fraction * 100)
+            if percent < reported[0]:  # a download came first (`resolve`); the load restarts
+                reported[0] = -1
             if progress and percent >= reported[0] + 5:  # llama.cpp calls per tensor
                 reported[0] = percent
                 self.work_done_progress.report(token, types.WorkDoneProgressReport(
