@@ -18,8 +18,11 @@ up to the furthest point accepted in it; when the editor asks again while the us
 through a suggestion, the shorter rest it gets is the same suggestion (`_continues`), so it is
 neither counted twice nor its typed characters lost.
 
-Clients that never send didShowCompletion (plain LSP 3.18 clients) still get rejection memory:
-there the first item of an answer counts as on screen when it is returned.
+Clients that never send didShowCompletion get the same counts and rejection memory, less
+exactly: there the first item of an answer counts as shown when it is returned. VS Code is one:
+its hooks for shown and partly accepted items (`handleDidShowCompletionItem`,
+`handleDidPartiallyAcceptCompletionItem`) are proposed API, which VS Code calls only for
+extensions allowed proposed API, never for one installed from the Marketplace.
 """
 
 from __future__ import annotations
@@ -149,6 +152,7 @@ class Feedback:
             entries.append(entry)
         if entries and not self.client_reports_shown:
             first = entries[0]
+            self._mark_shown(first.suggestion)
             self.rejections.watch(first.place, first.offset, first.text)
         return kept
 

@@ -182,3 +182,34 @@ def test_the_writer_waits_then_writes_once(tmp_path: Path):
     time.sleep(1.0)
     assert usage.read(path)["languages"] == {"go": {"shown": 2, "chars_shown": 4}}
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+async def test_a_client_that_never_reports_shown_counts_what_it_got(client: LanguageClient):
+    """VS Code cannot send didShowCompletion (proposed API): there the first item returned
+    counts as shown, and the accept command says it was taken."""
+    script(ANSWER)
+    open_doc(client, URI, SOURCE)
+    [item] = await inline(client, URI, 1, 4)
+    assert (await feedback(client))["python"]["shown"] == 1
+    change(client, URI, 2, (1, 4), (1, 4), ANSWER)
+    await accept(client, item)
+    counts = (await feedback(client))["python"]
+    assert counts["shown"] == 1 and counts["accepted"] == 1
+    assert counts["chars_kept"] == counts["chars_shown"] == len(ANSWER)
+
+
+async def test_the_rest_served_while_typing_through_is_the_same_suggestion(
+        client: LanguageClient):
+    script(ANSWER)
+    open_doc(client, URI, SOURCE)
+    [item] = await inline(client, URI, 1, 4)
+    show(client, item)
+    change(client, URI, 2, (1, 4), (1, 4), "ret")  # typed through its beginning
+    [rest] = await inline(client, URI, 1, 7)
+    assert rest.insert_text == ANSWER[3:]
+    show(client, rest)
+    change(client, URI, 3, (1, 7), (1, 7), ANSWER[3:])
+    await accept(client, rest)
+    counts = (await feedback(client))["python"]
+    assert counts["shown"] == 1 and counts["accepted"] == 1
+    assert counts["chars_kept"] == counts["chars_shown"] == len(ANSWER)
