@@ -33,6 +33,17 @@ export interface Stats {
   cache?: { hits?: number; type_through?: number; misses?: number };
   tokens?: { evaluated?: number; reused?: number };
   suggestions?: { shown?: number; accepted?: number };
+  /** What became of the suggestions, per language, since the server started (issue #19). */
+  feedback?: { languages?: Record<string, LanguageFeedback> };
+}
+
+export interface LanguageFeedback {
+  shown?: number;
+  accepted?: number;
+  partial?: number;
+  rejected?: number;
+  chars_shown?: number;
+  chars_kept?: number;
 }
 
 /** LSP WorkDoneProgressBegin | Report | End. */
@@ -165,5 +176,12 @@ export function formatStats(stats: Stats): string[] {
     `Tokens: ${n(tokens.evaluated)} evaluated, ${n(tokens.reused)} reused`,
     `Suggestions: ${shown} shown, ${accepted} accepted${rate}`,
   );
+  for (const [language, f] of Object.entries(stats.feedback?.languages ?? {})) {
+    const charsShown = n(f.chars_shown);
+    const kept = n(f.chars_kept);
+    const share = charsShown > 0 ? ` (${Math.round((100 * kept) / charsShown)}%)` : '';
+    lines.push(`${language}: ${n(f.shown)} shown, ${n(f.accepted)} accepted, ${n(f.partial)} in part, `
+      + `${n(f.rejected)} typed over; ${kept}/${charsShown} characters kept${share}`);
+  }
   return lines;
 }

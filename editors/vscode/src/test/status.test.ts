@@ -69,3 +69,11 @@ test('stats text', () => {
   ]);
   assert.equal(formatStats({}).length, 6, 'an older server without some fields still formats');
 });
+
+test('stats text: what became of the suggestions, per language', () => {
+  const lines = formatStats({
+    feedback: { languages: { python: { shown: 4, accepted: 1, partial: 2, rejected: 1, chars_shown: 80, chars_kept: 30 } } },
+  });
+  assert.equal(lines[lines.length - 1],
+    'python: 4 shown, 1 accepted, 2 in part, 1 typed over; 30/80 characters kept (38%)');
+});
