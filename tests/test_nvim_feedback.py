@@ -53,6 +53,8 @@ def test_accepting_a_word_sends_did_partially_accept_completion(tmp_path: Path):
                           check=False)
     assert out.exists(), (proc.stdout + proc.stderr)[-3000:]
     report = json.loads(out.read_text())
+    assert report["format_stats"]["data"]["last"] == (
+        "python:      4 shown, 1 accepted, 2 in part, 1 typed over; 30/80 characters kept (38%)")
     result = report.get("accept_word_then_all")
     assert result is not None, report
     assert result["ok"], result

@@ -19,6 +19,12 @@ local function feedback(bufnr)
 end
 
 H.run({
+  { 'format_stats', function(_, data)
+    local lines = require('ghostfill.status').format_stats({ feedback = { languages = {
+      python = { shown = 4, accepted = 1, partial = 2, rejected = 1, chars_shown = 80,
+                 chars_kept = 30 } } } })
+    data.last = lines[#lines]
+  end },
   { 'accept_word_then_all', function(_, data)
     local buf = H.open('feedback.py', 'def mean(values):\n    \n')
     vim.api.nvim_win_set_cursor(0, { 2, 0 })

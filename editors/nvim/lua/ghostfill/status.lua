@@ -163,6 +163,20 @@ function M.format_stats(stats)
     ('suggestions: %d shown, %d accepted%s'):format(shown, accepted,
       shown > 0 and (' (%d%%)'):format(math.floor(100 * accepted / shown + 0.5)) or ''),
   })
+  -- What became of the suggestions, per language (feedback.lua; `ghostfill stats` for all time).
+  local feedback = type(stats.feedback) == 'table' and stats.feedback.languages
+  if type(feedback) == 'table' then
+    local names = vim.tbl_keys(feedback)
+    table.sort(names)
+    for _, name in ipairs(names) do
+      local f = feedback[name]
+      local chars, kept = num(f.chars_shown), num(f.chars_kept)
+      table.insert(lines, ('%-12s %d shown, %d accepted, %d in part, %d typed over; '
+        .. '%d/%d characters kept%s'):format(name .. ':', num(f.shown), num(f.accepted),
+        num(f.partial), num(f.rejected), kept, chars,
+        chars > 0 and (' (%d%%)'):format(math.floor(100 * kept / chars + 0.5)) or ''))
+    end
+  end
   return lines
 end
 
