@@ -213,3 +213,21 @@ async def test_the_rest_served_while_typing_through_is_the_same_suggestion(
     counts = (await feedback(client))["python"]
     assert counts["shown"] == 1 and counts["accepted"] == 1
     assert counts["chars_kept"] == counts["chars_shown"] == len(ANSWER)
+
+
+async def test_malformed_or_unknown_feedback_is_ignored(client: LanguageClient):
+    script(ANSWER)
+    open_doc(client, URI, SOURCE)
+    [item] = await inline(client, URI, 1, 4)
+    client.protocol.notify("textDocument/didShowCompletion", {})
+    client.protocol.notify("textDocument/didShowCompletion", {"item": {"insertText": "x"}})
+    client.protocol.notify("textDocument/didPartiallyAcceptCompletion",
+                           {"item": as_json(item), "acceptedLength": "many"})
+    client.protocol.notify("textDocument/didPartiallyAcceptCompletion",
+                           {"item": {"command": {"arguments": ["gf:nope.1"]}},
+                            "acceptedLength": 3})
+    await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="ghostfill.accepted", arguments=[{"odd": 1}, 7]))
+    counts = (await feedback(client))["python"]
+    assert counts["partial"] == 0 and counts["accepted"] == 0 and counts["chars_kept"] == 0
+    assert [i.insert_text for i in await inline(client, URI, 1, 4)] == [ANSWER]
