@@ -353,7 +353,7 @@ def _hub_module(p: Preset) -> Any:
         import huggingface_hub
     except ImportError as e:
         raise ModelNotAvailable(
-            f"model '{p.name}' comes from the Hugging Face hub: pip install huggingface_hub"
+            f"model '{p.name}' comes from the Hugging Face hub: pip install 'ghostfill[hub]'"
         ) from e
     return huggingface_hub
 
