@@ -67,6 +67,7 @@ def create_backend(config: Config,
             kv_shift=mc.kv_shift,
             extra_buffer_types=mc.extra_buffer_types,
             on_progress=on_progress,
+            kv_cache_bytes=mc.kv_cache_mb * 2**20 if mc.kv_cache_mb else None,
         )
     if kind == "transformers":
         if model.kind != "hf":

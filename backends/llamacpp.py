@@ -5,6 +5,10 @@ We drive llama.cpp's batch API ourselves instead of `Llama.create_completion` be
 (2) a check after every token for cancel, deadline and stop rules, and
 (3) exact bookkeeping of which prompt tokens sit in the KV cache, so a keystroke only
 evaluates the tokens after the longest common prefix with the previous request.
+
+The KV cache keeps one slot per recently used document: each slot is a llama.cpp sequence
+with its own stream of cells in one context, so switching files does not re-read the file's
+window, and a prompt computes the same whichever slot it runs in.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import ctypes
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,7 +41,9 @@ from ghostfill.completion.tokenizer import LlamaCppTokenizer, route_llama_logs
 from ghostfill.errors import BackendError, ModelLoadError
 from ghostfill.models import check_gguf
 
-_PARAMS_LOCK = threading.Lock()
+#: Held while a load patches llama-cpp-python's module (re-entrant: the model's and the
+#: context's patches nest).
+_PARAMS_LOCK = threading.RLock()
 
 
 @contextmanager
@@ -63,11 +71,192 @@ def _model_params(llama_cpp: Any, **fields: object) -> Iterator[None]:
             module.llama_model_default_params = original
 
 
+@contextmanager
+def _context_params(llama_cpp: Any, configure: Callable[[Any, Any], None]) -> Iterator[None]:
+    """Create the context with parameters `Llama()` has no argument for (`n_seq_max`,
+    `kv_unified`), sized from the model being loaded.
+
+    Like `_model_params`, a patch of llama-cpp-python's module for the length of the load
+    (0.3.x offers no hook). Not of `llama_context_default_params`, though: `Llama.__init__`
+    reads those defaults before it loads the model, while the slot count depends on the model
+    (its KV bytes per token, its training context). `llama_init_from_model` is the one call
+    that sees both the loaded model and the context parameters, so it is wrapped:
+    `configure(model, params)` edits a copy of the parameters (`Llama` keeps its per-slot
+    values, which size its own batch) just before the context is created. Only the loading
+    thread's call is touched: another thread may be making a tokenizer (a `vocab_only` Llama,
+    which has a context too) at the same time.
+    """
+    module = llama_cpp.llama_cpp
+    original = module.llama_init_from_model
+    loader = threading.get_ident()
+
+    def init(model: Any, params: Any) -> Any:
+        if threading.get_ident() == loader:
+            params = type(params).from_buffer_copy(params)
+            configure(model, params)
+        return original(model, params)
+
+    with _PARAMS_LOCK:
+        module.llama_init_from_model = init
+        try:
+            yield
+        finally:
+            module.llama_init_from_model = original
+
+
+def _meta(llama_cpp: Any, model: Any, key: str) -> str | None:
+    """A GGUF metadata value of the loaded model, as text (None: not in the file)."""
+    buf = ctypes.create_string_buffer(256)
+    n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    return buf.value.decode(errors="replace") if n >= 0 else None
+
+
+def kv_bytes_per_token(llama_cpp: Any, model: Any) -> int:
+    """Bytes of keys and values one cached token takes: f16 K and V of each layer's KV heads.
+
+    Known from the model's shape before the context exists, which is when the slots are
+    sized. Matches what llama.cpp stores per token to within its per-cell bookkeeping
+    (measured with `llama_state_seq_get_size`: tests/test_kv_slots.py). With `swa_full` (the
+    default) sliding-window layers keep every token too, so they count in full.
+    """
+    n_layer = llama_cpp.llama_model_n_layer(model)
+    n_head_kv = llama_cpp.llama_model_n_head_kv(model)
+    n_head = llama_cpp.llama_model_n_head(model)
+    arch = _meta(llama_cpp, model, "general.architecture") or ""
+    fallback = llama_cpp.llama_model_n_embd(model) // max(1, n_head)
+    key = int(_meta(llama_cpp, model, f"{arch}.attention.key_length") or fallback)
+    value = int(_meta(llama_cpp, model, f"{arch}.attention.value_length") or key)
+    return int(n_layer * n_head_kv * (key + value) * 2)
+
+
+def available_memory() -> int | None:
+    """Bytes the machine can still give (Linux `MemAvailable`), None where it cannot say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+#: Slots when memory decides: a developer switches between a handful of files, and each slot
+#: is a whole window of keys and values kept in memory.
+MAX_AUTO_SLOTS = 8
+#: The share of available memory the slots may take when memory decides, and its cap.
+AUTO_KV_SHARE = 1 / 8
+AUTO_KV_CAP = 2 << 30
+#: Memory assumed available where the machine cannot say.
+UNKNOWN_MEMORY = 4 << 30
+
+
+def choose_slots(bytes_per_slot: int, *, slots: int | None = None,
+                 kv_cache_bytes: int | None = None,
+                 available: int | None = None) -> tuple[int, str]:
+    """How many documents keep a KV cache slot, and why (for `options()`).
+
+    `slots` given: that many. Else as many whole slots as fit the memory budget, at least
+    one (the engine needs a cache) and at most MAX_AUTO_SLOTS: `kv_cache_bytes` when given
+    (`model.kv_cache_mb`), else AUTO_KV_SHARE of the available memory, capped at AUTO_KV_CAP
+    so a big machine does not hand a small model gigabytes it will not use.
+    """
+    if slots is not None:
+        if slots < 1:
+            raise ValueError(f"slots must be >= 1, got {slots}")
+        return slots, "set"
+    if kv_cache_bytes is not None:
+        budget, why = kv_cache_bytes, f"kv_cache {kv_cache_bytes >> 20} MiB"
+    else:
+        memory = available if available is not None else UNKNOWN_MEMORY
+        budget = min(int(memory * AUTO_KV_SHARE), AUTO_KV_CAP)
+        why = f"auto: {budget >> 20} MiB of {memory >> 20} MiB available"
+    count = max(1, min(MAX_AUTO_SLOTS, budget // max(1, bytes_per_slot)))
+    return count, why
+
+
+#: Prompt chunks under a deadline are at least this long: smaller batches cost more per
+#: token (the weights are read once per batch), and the speed estimate is only updated from
+#: chunks this long (a keystroke's 2-token batch is mostly fixed cost).
+PREFILL_MIN_CHUNK = 16
+#: Weight of the newest chunk in the prefill speed's moving average.
+PREFILL_SPEED_WEIGHT = 0.3
+
+
+def prefill_chunk(remaining: int, batch_size: int, *, time_left_ms: float | None,
+                  ms_per_token: float | None, min_chunk: int = PREFILL_MIN_CHUNK) -> int:
+    """How many prompt tokens to evaluate in the next batch.
+
+    A batch cannot be interrupted: a cancel or a deadline is only seen between batches, and
+    a whole `batch_size` batch is ~500 ms on two cores, far over a 150 ms latency budget. So
+    under a deadline a batch is sized to the time left at this machine's measured speed:
+    the request ends about at its deadline, late by at most one `min_chunk` batch, and the
+    chunks it evaluated stay cached for the next keystroke. Without a deadline (warming) full
+    batches are fastest; before the speed is measured, the smallest chunk is the safe guess.
+    """
+    if time_left_ms is None:
+        size = batch_size
+    elif ms_per_token is None or ms_per_token <= 0:
+        size = min_chunk
+    else:
+        size = max(min_chunk, int(time_left_ms / ms_per_token))
+    return max(1, min(remaining, batch_size, size))
+
+
+@dataclass
+class _Slot:
+    """One document's KV cache: a llama.cpp sequence and the token ids cached in it."""
+
+    seq: int
+    #: Token ids whose keys/values are in the sequence, in order (positions 0..n-1).
+    cached: list[int] = field(default_factory=list)
+
+
+class _SlotTable:
+    """Which slot each recently used document has; a new document takes a slot never used
+    or the least recently used one's. Documents without a path (None) share one slot."""
+
+    def __init__(self, count: int) -> None:
+        self.slots = [_Slot(seq) for seq in range(count)]
+        self._of: OrderedDict[str | None, _Slot] = OrderedDict()
+
+    def take(self, document: str | None) -> tuple[_Slot, bool]:
+        """The document's slot, and whether it was another document's (to be emptied)."""
+        slot = self._of.get(document)
+        evicted = False
+        if slot is None:
+            if len(self._of) < len(self.slots):
+                slot = self.slots[len(self._of)]
+            else:
+                _, slot = self._of.popitem(last=False)
+                evicted = True
+            self._of[document] = slot
+        self._of.move_to_end(document)
+        return slot, evicted
+
+    def documents(self) -> list[str | None]:
+        """Documents holding a slot, least recently used first."""
+        return list(self._of)
+
+
 class _Prefill(NamedTuple):
     reused: int  # cached tokens kept (shifted ones included)
     evaluated: int
     finished: bool  # False: cancel or deadline came first
     shifted: int  # of `reused`, those kept by shifting a moved window
+
+
+class _Plan(NamedTuple):
+    """What the context was created with (decided in `_context_params`' `configure`)."""
+
+    slots: int
+    context_length: int  # per slot
+    kv_bytes_per_token: int
+    reason: str
+
 
 #: The shortest n-gram a prompt-lookup draft is copied after (single tokens match too often).
 LOOKUP_MIN_NGRAM = 2
@@ -97,9 +286,16 @@ class LlamaCppBackend:
         kv_shift: bool = True,
         extra_buffer_types: bool | None = None,
         on_progress: Callable[[float], None] | None = None,
+        slots: int | None = None,
+        kv_cache_bytes: int | None = None,
     ) -> None:
+        """`context_length` is what one prompt and its answer may take: each of the `slots`
+        documents kept warm has that much. `slots` None: as many as `kv_cache_bytes` holds,
+        or, that None too, as fit a share of the machine's memory (`choose_slots`)."""
         path = Path(model_path)
         check_gguf(path)
+        if slots is not None and slots < 1:
+            raise ValueError(f"slots must be >= 1, got {slots}")
         try:
             import llama_cpp
         except ImportError as e:  # pragma: no cover - depends on the install
@@ -112,20 +308,32 @@ class LlamaCppBackend:
         #: Whether weights may go to llama.cpp's extra buffer types (see cpu_features).
         self.extra_buffers = choose_extra_buffer_types(extra_buffer_types,
                                                        ggml=ggml_features(llama_cpp))
-        extra = self.extra_buffers.enabled
+        plans: list[_Plan] = []
+
+        def plan(model: Any, params: Any) -> None:
+            plans.append(self._plan(llama_cpp, model, params, n_ctx, slots, kv_cache_bytes))
+
         try:
-            self._llm = self._load(llama_cpp, path, n_ctx, n_threads, batch_size, extra,
-                                   on_progress)
-            n_ctx_train = self._llm._model.n_ctx_train()
-            if 0 < n_ctx_train < n_ctx:  # never ask for more than the model was trained on
-                self._llm.close()
-                n_ctx = n_ctx_train
-                self._llm = self._load(llama_cpp, path, n_ctx, n_threads, batch_size, extra)
+            with _context_params(llama_cpp, plan):
+                self._llm = self._load(llama_cpp, path, n_ctx, n_threads, batch_size,
+                                       self.extra_buffers.enabled, on_progress)
         except (ValueError, RuntimeError, OSError) as e:
             raise ModelLoadError(f"cannot load {path.name}: {str(e).splitlines()[0]}") from e
+        if not plans:  # a llama-cpp-python that creates its context some other way
+            self._llm.close()
+            raise ModelLoadError(f"cannot load {path.name}: llama-cpp-python did not create "
+                                 "its context through llama_init_from_model (slots unsized)")
+        self._plan_taken = plans[-1]
+        self._check_context(llama_cpp, self._plan_taken)
+        self._lib = llama_cpp
         self.model_name = model_name or path.name
         self.model_path = path
-        self.context_length = n_ctx
+        #: Tokens one prompt and its answer may take: each slot's size.
+        self.context_length = self._plan_taken.context_length
+        #: Documents whose KV cache is kept, each in its own llama.cpp sequence.
+        self.slots = self._plan_taken.slots
+        #: Bytes of keys and values one cached token takes (f16 K and V, all layers).
+        self.kv_bytes_per_token = self._plan_taken.kv_bytes_per_token
         self.batch_size = batch_size
         self.threads = n_threads
         #: Prompt-lookup draft length (0 disables drafts) and the longest n-gram matched.
@@ -135,11 +343,52 @@ class LlamaCppBackend:
         self.tokenizer = LlamaCppTokenizer(self._llm, name=self.model_name)
         self._n_vocab = self._llm._model.n_vocab()
         self._lock = threading.Lock()
-        #: Token ids whose keys/values are in the KV cache (sequence 0), in order.
-        self._cached: list[int] = []
+        self._table = _SlotTable(self.slots)
+        #: The slot of the request being served (the last one served, between requests).
+        self._slot = self._table.take(None)[0]
+        # Our own batch: llama-cpp-python's `set_batch` always writes sequence 0.
+        self._batch = llama_cpp.llama_batch_init(batch_size, 0, 1)
+        #: This machine's prompt speed, ms per token (moving average over prefill chunks);
+        #: None until measured. Sizes the chunks read under a deadline (`prefill_chunk`).
+        self.prefill_ms_per_token: float | None = None
         #: Shift cached keys/values when the window start moves (see `_shift_window`).
         self.kv_shift = kv_shift
         self._shift_ok: bool | None = None
+
+    @staticmethod
+    def _plan(llama_cpp: Any, model: Any, params: Any, n_ctx: int, slots: int | None,
+              kv_cache_bytes: int | None) -> _Plan:
+        """Size the slots for the loaded `model` and set the context `params` to match:
+        `n_seq_max` sequences, each its own stream of cells (`kv_unified` off, so a
+        sequence's attention only reads its own cells and a prompt computes the same in
+        any slot), which gives each `n_ctx / n_seq_max` cells."""
+        n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
+        if 0 < n_ctx_train < n_ctx:  # never ask for more than the model was trained on
+            n_ctx = n_ctx_train
+        per_token = kv_bytes_per_token(llama_cpp, model)
+        count, reason = choose_slots(per_token * n_ctx, slots=slots,
+                                     kv_cache_bytes=kv_cache_bytes,
+                                     available=available_memory())
+        limit = llama_cpp.llama_max_parallel_sequences()
+        if count > limit:
+            raise ValueError(f"{count} slots: llama.cpp runs at most {limit} sequences")
+        params.n_seq_max = count
+        params.kv_unified = False
+        params.n_ctx = count * n_ctx
+        return _Plan(count, n_ctx, per_token, reason)
+
+    def _check_context(self, llama_cpp: Any, plan: _Plan) -> None:
+        """The context has the sequences asked for, each with room for a whole prompt
+        (llama.cpp rounds each sequence's cells up to a multiple of 256)."""
+        ctx = self._llm._ctx.ctx
+        n_seq = llama_cpp.llama_n_seq_max(ctx)
+        per_seq = getattr(llama_cpp, "llama_n_ctx_seq", None)  # llama-cpp-python >= 0.3.17
+        n_ctx_seq = per_seq(ctx) if per_seq else llama_cpp.llama_n_ctx(ctx) // max(1, n_seq)
+        if n_seq != plan.slots or n_ctx_seq < plan.context_length:
+            self._llm.close()
+            raise ModelLoadError(
+                f"llama.cpp made {n_seq} sequences of {n_ctx_seq} tokens, "
+                f"not {plan.slots} of {plan.context_length}")
 
     @staticmethod
     def _load(llama_cpp: Any, path: Path, n_ctx: int, n_threads: int, batch_size: int,
@@ -157,7 +406,7 @@ class LlamaCppBackend:
         with _model_params(llama_cpp, **fields):
             return llama_cpp.Llama(
                 model_path=str(path),
-                n_ctx=n_ctx,
+                n_ctx=n_ctx,  # per slot: `_context_params` multiplies it by the slots
                 n_batch=batch_size,
                 n_ubatch=batch_size,
                 n_threads=n_threads,
@@ -181,25 +430,55 @@ class LlamaCppBackend:
             "kv_reuse": self.kv_reuse,
             "kv_shift": self.kv_shift,
             "draft_tokens": self.draft_tokens,
+            "slots": self.slots,
+            "slots_sized_by": self._plan_taken.reason,
+            "kv_bytes_per_token": self.kv_bytes_per_token,
+            "kv_cache_mb": round(self.slots * self.context_length * self.kv_bytes_per_token
+                                 / (1 << 20), 1),
         }
 
     # -- cache management -------------------------------------------------------------
+    @property
+    def _cached(self) -> list[int]:
+        """Token ids cached in the current slot's sequence."""
+        return self._slot.cached
+
+    def _use_slot(self, document: str | None) -> None:
+        """Make `document`'s slot the current one, emptying it first if it was another's."""
+        slot, evicted = self._table.take(document)
+        if evicted:
+            self._llm._ctx.kv_cache_seq_rm(slot.seq, 0, -1)
+            slot.cached.clear()
+        self._slot = slot
+
     def _truncate_cache(self, keep: int) -> None:
         if keep < len(self._cached):
-            self._llm._ctx.kv_cache_seq_rm(0, keep, -1)
+            self._llm._ctx.kv_cache_seq_rm(self._slot.seq, keep, -1)
             del self._cached[keep:]
+
+    def _fill_batch(self, tokens: list[int], all_logits: bool) -> None:
+        """`tokens` after the current slot's cache, in its sequence, with their positions."""
+        batch, seq, n_past = self._batch, self._slot.seq, len(self._cached)
+        batch.n_tokens = len(tokens)
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = n_past + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = all_logits
+        batch.logits[len(tokens) - 1] = True
 
     def _decode(self, tokens: list[int], all_logits: bool = False) -> None:
         """Evaluate `tokens` after the cache in one batch (logits for the last, or for all)."""
-        batch = self._llm._batch
-        batch.set_batch(batch=tokens, n_past=len(self._cached), logits_all=all_logits)
-        try:
-            self._llm._ctx.decode(batch)
-        except RuntimeError as e:
-            # A failed decode leaves the cache in an unknown state: start over next time.
-            self._llm._ctx.kv_cache_clear()
+        if len(tokens) > self.batch_size:
+            raise BackendError(f"a batch of {len(tokens)} tokens exceeds {self.batch_size}")
+        self._fill_batch(tokens, all_logits)
+        code = self._lib.llama_decode(self._llm._ctx.ctx, self._batch)
+        if code != 0:
+            # A failed decode leaves the slot in an unknown state: empty it.
+            self._llm._ctx.kv_cache_seq_rm(self._slot.seq, 0, -1)
             self._cached.clear()
-            raise BackendError(f"llama.cpp decode failed: {e}") from e
+            raise BackendError(f"llama.cpp decode failed: llama_decode returned {code}")
         self._cached.extend(tokens)
 
     def _logits_at(self, index: int) -> np.ndarray:
@@ -212,10 +491,11 @@ class LlamaCppBackend:
 
     def _prefill(self, tokens: list[int], cancel: CancelToken | None,
                  deadline: float | None) -> _Prefill:
-        """Bring the cache to `tokens`.
+        """Bring the current slot's cache to `tokens`.
 
         Chunks already evaluated stay in the cache when a cancel or deadline interrupts, so
-        the next keystroke continues where this one stopped instead of starting over.
+        the next keystroke continues where this one stopped instead of starting over; under
+        a deadline the chunks are sized to the time left (`prefill_chunk`).
         """
         shifted = self._shift_window(tokens) if self.kv_reuse and self.kv_shift else 0
         reused = common_prefix(self._cached, tokens) if self.kv_reuse else 0
@@ -227,13 +507,28 @@ class LlamaCppBackend:
         while pos < len(tokens):
             if cancel is not None and cancel.cancelled:
                 return _Prefill(reused, evaluated, False, shifted)
-            if deadline is not None and time.monotonic() >= deadline:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
                 return _Prefill(reused, evaluated, False, shifted)
-            chunk = tokens[pos : pos + self.batch_size]
-            self._decode(chunk)
-            pos += len(chunk)
-            evaluated += len(chunk)
+            size = prefill_chunk(
+                len(tokens) - pos, self.batch_size,
+                time_left_ms=None if deadline is None else (deadline - now) * 1000,
+                ms_per_token=self.prefill_ms_per_token)
+            self._decode(tokens[pos : pos + size])
+            self._note_speed(size, (time.monotonic() - now) * 1000)
+            pos += size
+            evaluated += size
         return _Prefill(reused, evaluated, True, shifted)
+
+    def _note_speed(self, tokens: int, ms: float) -> None:
+        """Fold a prefill chunk's speed into the moving average (long chunks only: a short
+        one is mostly the fixed cost of a batch)."""
+        if tokens < PREFILL_MIN_CHUNK:
+            return
+        rate = ms / tokens
+        old = self.prefill_ms_per_token
+        self.prefill_ms_per_token = rate if old is None else \
+            old + PREFILL_SPEED_WEIGHT * (rate - old)
 
     def _shift_window(self, tokens: list[int]) -> int:
         """When the window start moved down, drop the cut lines from the cache and shift the
@@ -261,17 +556,15 @@ class LlamaCppBackend:
         kept = common_prefix(cached[start:], tokens[head:])
         if kept < SHIFT_MIN_TOKENS or not self._can_shift():
             return 0
-        ctx = self._llm._ctx
-        ctx.kv_cache_seq_rm(0, head, start)
-        ctx.kv_cache_seq_shift(0, start, -1, head - start)
-        self._cached = cached[:head] + cached[start:]
+        ctx, seq = self._llm._ctx, self._slot.seq
+        ctx.kv_cache_seq_rm(seq, head, start)
+        ctx.kv_cache_seq_shift(seq, start, -1, head - start)
+        del cached[head:start]
         return kept
 
     def _can_shift(self) -> bool:
         if self._shift_ok is None:
-            import llama_cpp
-
-            self._shift_ok = bool(llama_cpp.llama_memory_can_shift(self._llm._ctx.memory))
+            self._shift_ok = bool(self._lib.llama_memory_can_shift(self._llm._ctx.memory))
         return self._shift_ok
 
     # -- Backend protocol -------------------------------------------------------------
@@ -285,6 +578,7 @@ class LlamaCppBackend:
         if not tokens:
             return 0
         with self._lock:
+            self._use_slot(document)
             return self._prefill(tokens, cancel, None).evaluated
 
     def generate(self, request: GenerationRequest) -> Generation:
@@ -295,6 +589,7 @@ class LlamaCppBackend:
             timings.queued_ms = (start - request.created) * 1000
             if request.cancel.cancelled:
                 return Generation("", [], "cancelled", timings)
+            self._use_slot(request.prompt.document)
             done = self._prefill(request.tokens, request.cancel, request.deadline)
             timings.reused_tokens, timings.evaluated_tokens = done.reused, done.evaluated
             timings.shifted_tokens = done.shifted
@@ -335,7 +630,8 @@ class LlamaCppBackend:
             while loop.push(next_token):
                 draft: list[int] = []
                 if request.speculative and self.draft_tokens > 0 and not loop.banning:
-                    budget = min(self.draft_tokens, limit - len(loop.tokens) - 1)
+                    budget = min(self.draft_tokens, self.batch_size - 1,
+                                 limit - len(loop.tokens) - 1)
                     draft = prompt_lookup([*request.tokens, *loop.tokens], budget,
                                           self.ngram_max, LOOKUP_MIN_NGRAM) if budget > 0 else []
                 batch = [next_token, *draft]
@@ -359,4 +655,7 @@ class LlamaCppBackend:
 
     def close(self) -> None:
         with self._lock:
+            if self._batch is not None:
+                self._lib.llama_batch_free(self._batch)
+                self._batch = None
             self._llm.close()
