@@ -40,6 +40,7 @@ def build_parser():
     parser.add_argument("--delimiter", default=",", help="the field separator")
     parser.add_argument("--'''
 WORD = re.compile(r"\w+")
+URI = "file:///w/report.py"
 
 
 class Watched:
@@ -63,11 +64,12 @@ def engine(gemma_backend):
 
 def test_a_partial_line_is_joined_with_its_continuation(engine: CompletionEngine) -> None:
     # The reference is the uninterrupted answer from the state the service will find: the
-    # prompt in the KV cache and its last token evaluated alone. (llama.cpp's logits depend on
-    # the batch a token was evaluated in, so a cold run may pick another word at a close call.)
+    # prompt in the document's KV cache slot and its last token evaluated alone. (llama.cpp's
+    # logits depend on the batch a token was evaluated in, so a cold run may pick another word
+    # at a close call.) The slot is the document's: the server names a document by its URI.
     for _ in range(2):
         full = engine.complete(CompletionInput.of_text(SOURCE, len(SOURCE), language_id="python",
-                                                       path="/w/report.py"),
+                                                       path=URI),
                                deadline=time.monotonic() + 120)
     assert full.stop_reason != "deadline" and len(WORD.findall(full.text)) >= 4, full.text
     stall = {"armed": True, "words": 0}
@@ -91,7 +93,7 @@ def test_a_partial_line_is_joined_with_its_continuation(engine: CompletionEngine
 
     async def scenario() -> None:
         service = CompletionService(run_model, Stats(), SuggestionCache(64))
-        session = DocumentSession(OpenDocument.open("file:///w/report.py", "python", 1, SOURCE))
+        session = DocumentSession(OpenDocument.open(URI, "python", 1, SOURCE))
         doc = session.doc
         offset = len(SOURCE)
         answer = await service.suggest(engine, session, offset, invoked=False,
