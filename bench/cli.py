@@ -83,8 +83,8 @@ def add_humaneval_parser(subparsers: _Subparsers) -> None:
     p.add_argument("--max-tokens", type=int, dest="max_tokens",
                    help="token limit for every configuration (default 64 single, 128 multi)")
     p.add_argument("--configs", default="all",
-                   help="comma list: raw, pipeline, pipeline-no-<filter>, 'ablations', "
-                        "'all' (default)")
+                   help="comma list: raw, pipeline, pipeline-one-try, pipeline-mid-line, "
+                        "pipeline-no-<filter>, 'ablations', 'all' (default)")
     p.add_argument("--out", type=Path, help="results folder (default bench/results)")
     p.add_argument("--jobs", type=int, default=2, help="parallel test executions (default 2)")
     p.add_argument("--timeout", type=float, default=10.0, dest="timeout_s",
