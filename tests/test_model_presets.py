@@ -21,7 +21,7 @@ from ghostfill import models
 from ghostfill.completion.tokenizer import LlamaCppTokenizer
 from ghostfill.errors import ModelLoadError, ModelNotAvailable
 from ghostfill.fim import TEMPLATES, detect_template
-from tests.conftest import vocab
+from tests.conftest import EXAMPLES, vocab
 
 NEW = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "qwen2.5-coder-3b", "qwen2.5-coder-7b",
        "starcoder2-3b", "deepseek-coder-1.3b", "codegemma-2b", "codestral-22b")
@@ -29,13 +29,16 @@ REV = "0123456789abcdef0123456789abcdef01234567"
 
 
 def place_in_hub_cache(hub: Path, preset: models.Preset, source: Path, *,
-                       blob_name: str | None = None) -> Path:
-    """Put `source` where hf_hub_download would have left the preset's file."""
+                       blob_name: str | None = None, link: bool = False) -> Path:
+    """Put `source` where hf_hub_download would have left the preset's file (`link`: the blob
+    is a link to it, for files too big to copy)."""
     repo = hub / ("models--" + preset.location.replace("/", "--"))
-    data = source.read_bytes()
-    blob = repo / "blobs" / (blob_name or hashlib.sha256(data).hexdigest())
+    blob = repo / "blobs" / (blob_name or hashlib.sha256(source.read_bytes()).hexdigest())
     blob.parent.mkdir(parents=True, exist_ok=True)
-    blob.write_bytes(data)
+    if link:
+        blob.symlink_to(source)
+    else:
+        blob.write_bytes(source.read_bytes())
     snapshot = repo / "snapshots" / REV / preset.filename
     snapshot.parent.mkdir(parents=True, exist_ok=True)
     snapshot.symlink_to(os.path.relpath(blob, snapshot.parent))
@@ -193,3 +196,19 @@ def test_download_of_a_cached_preset_verifies_it_offline(hub):
               env={"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr
     assert "already cached; sha256 matches the hub's checksum" in out.stdout
+
+
+def test_complete_runs_a_preset_from_the_hub_cache(hub, gemma_path):
+    """The whole path: preset name -> hub cache -> the llama.cpp backend. The default model's
+    weights stand in for the preset's (the real ones are not here)."""
+    place_in_hub_cache(hub, models.PRESETS["qwen2.5-coder-0.5b"], gemma_path,
+                       blob_name=models.PRESETS["gemma3-270m"].sha256, link=True)
+    stats = EXAMPLES / "stats.py"
+    line = next(i for i, s in enumerate(stats.read_text().split("\n"))
+                if "standard deviation" in s) + 2
+    out = cli("complete", f"{stats}:{line}:5", "--model", "qwen2.5-coder-0.5b", "--offline",
+              "--json", env={"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["model"] == "qwen2.5-coder-0.5b"
+    assert result["timings"]["generated_tokens"] >= 1
