@@ -11,7 +11,9 @@ Precisely, for each document:
 - the user's next edit *at the place* decides: one that inserts text there whose first character
   is the suggestion's own follows it (typing through it, accepting it in full or in part);
   one that inserts anything else *rejects* it. A suggestion dismissed (Escape) is judged the
-  same way, by what is typed at its place next;
+  same way, by what is typed at its place next. Text typed exactly as the suggestion has it,
+  within its first line, moves the watch on to the rest (a suggestion typed over half way is
+  rejected where the user left it);
 - an edit anywhere else (a backspace before the place, a line elsewhere, a full-text sync),
   a newer suggestion, or closing the document ends the watch without a verdict: the user may
   simply have moved on;
@@ -77,6 +79,10 @@ class Rejections:
         if watch is None or start != watch.offset or not new_text:
             return False
         if new_text[0] == watch.text[0]:
+            rest = watch.text[len(new_text):]
+            if watch.text.startswith(new_text) and rest and "\n" not in new_text:
+                place = Place(uri, watch.place.line, watch.place.before + new_text)
+                self._watches[uri] = _Watch(place, start + len(new_text), rest)
             return False
         self._remember(watch.place, watch.text)
         return True

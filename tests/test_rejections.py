@@ -39,6 +39,14 @@ def test_typing_its_first_character_or_accepting_follows_it():
         assert not r.rejected(PLACE, TEXT)
 
 
+def test_typing_through_moves_the_watch_to_the_rest():
+    r = watched()
+    assert not r.edited(URI, 22, 22, "ret")
+    assert r.edited(URI, 25, 25, "x")  # typed over half way
+    assert r.rejected(Place(URI, 1, "    ret"), "urn sum(values)")
+    assert not r.rejected(PLACE, TEXT)
+
+
 def test_an_edit_elsewhere_ends_the_watch_without_a_verdict():
     r = watched()
     assert not r.edited(URI, 21, 22, "")  # a backspace before the place
