@@ -69,3 +69,8 @@ def test_accepting_a_word_sends_did_partially_accept_completion(tmp_path: Path):
     after_all = data["after_all"]
     assert after_all["accepted"] == 1 and after_all["chars_kept"] == len(ANSWER)
     assert data["line"] == "    " + ANSWER
+
+    rejected = report["typed_over_then_back"]
+    assert rejected["ok"], rejected
+    assert rejected["data"]["ghost_after_backspace"] == 0
+    assert rejected["data"]["counts"]["rejected"] == 1

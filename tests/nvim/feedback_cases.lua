@@ -39,4 +39,18 @@ H.run({
     data.after_all = feedback(buf)
     data.line = vim.api.nvim_buf_get_lines(buf, 1, 2, false)[1]
   end },
+  { 'typed_over_then_back', function(_, data)
+    -- The same answer everywhere: typed over at one place, it stays away from there only.
+    vim.cmd('stopinsert')
+    local buf = H.open('rejected.py', 'def mean(values):\n    \n')
+    vim.api.nvim_win_set_cursor(0, { 2, 0 })
+    H.input('A')
+    wait_ghost(buf, 'ghost text')
+    H.sleep(200)
+    H.input('x', 100)
+    wait_ghost(buf, 'ghost text after x')
+    H.input('<BS>', 1000)
+    data.ghost_after_backspace = #H.ghost_marks(buf)
+    data.counts = feedback(buf)
+  end },
 })
