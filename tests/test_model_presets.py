@@ -7,21 +7,28 @@ No network here: the hub cache is built under tmp_path with the layout huggingfa
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
 
 from ghostfill import models
 from ghostfill.completion.tokenizer import LlamaCppTokenizer
 from ghostfill.errors import ModelLoadError, ModelNotAvailable
 from ghostfill.fim import TEMPLATES, detect_template
-from tests.conftest import EXAMPLES, vocab
+from tests.conftest import EXAMPLES, SERVE, vocab
+from tests.lsp_helpers import stats
 
 NEW = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "qwen2.5-coder-3b", "qwen2.5-coder-7b",
        "starcoder2-3b", "deepseek-coder-1.3b", "codegemma-2b", "codestral-22b")
@@ -59,6 +66,79 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ghostfill", *args], capture_output=True,
                           text=True, timeout=120, env={**os.environ, **env})
+
+
+class LocalHub:
+    """A hub endpoint on 127.0.0.1 that serves files the way huggingface.co's resolve URLs do
+    (HEAD with commit, etag and size; GET with ranges), so that hf_hub_download really runs."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, tuple[Path, str]] = {}  # url path -> (file, etag)
+        self.gets = 0
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _headers(self) -> tuple[Path, int] | None:
+                found = hub.files.get(self.path.split("?")[0])
+                if found is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                source, etag = found
+                size = source.stat().st_size
+                start = 0
+                ranged = self.headers.get("Range", "")
+                if ranged.startswith("bytes="):
+                    start = int(ranged[6:].split("-")[0] or 0)
+                self.send_response(206 if start else 200)
+                self.send_header("X-Repo-Commit", REV)
+                self.send_header("ETag", f'"{etag}"')
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(size - start))
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+                self.end_headers()
+                return source, start
+
+            def do_HEAD(self) -> None:
+                self._headers()
+
+            def do_GET(self) -> None:
+                found = self._headers()
+                if found is not None:
+                    hub.gets += 1
+                    source, start = found
+                    with source.open("rb") as f:
+                        f.seek(start)
+                        while block := f.read(1 << 20):
+                            self.wfile.write(block)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def serve(self, preset: models.Preset, source: Path, *, etag: str | None = None) -> bytes:
+        data = source.read_bytes()
+        path = f"/{preset.location}/resolve/main/{preset.filename}"
+        self.files[path] = (source, etag or hashlib.sha256(data).hexdigest())
+        return data
+
+    def env(self, cache: Path) -> dict[str, str]:
+        return {"HF_ENDPOINT": self.url, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "0",
+                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+                "HF_HUB_DISABLE_TELEMETRY": "1"}
+
+
+@pytest.fixture
+def local_hub() -> Iterator[LocalHub]:
+    hub = LocalHub()
+    yield hub
+    hub.server.shutdown()
+    hub.server.server_close()
 
 
 def test_new_presets_are_hub_ggufs_with_what_the_listing_shows():
@@ -212,3 +292,99 @@ def test_complete_runs_a_preset_from_the_hub_cache(hub, gemma_path):
     result = json.loads(out.stdout)
     assert result["model"] == "qwen2.5-coder-0.5b"
     assert result["timings"]["generated_tokens"] >= 1
+
+
+def test_download_fetches_into_the_hub_cache_and_checks_the_file(tmp_path, local_hub):
+    preset = models.PRESETS["deepseek-coder-1.3b"]
+    data = local_hub.serve(preset, vocab("deepseek-coder"))
+    cache = tmp_path / "hub"
+    out = cli("models", "--download", preset.name, env=local_hub.env(cache))
+    assert out.returncode == 0, out.stderr
+    assert "sha256 matches the hub's checksum" in out.stdout
+    placed = cache / "models--TheBloke--deepseek-coder-1.3b-base-GGUF" / "snapshots" / REV
+    assert (placed / preset.filename).read_bytes() == data
+    assert "Traceback" not in out.stderr
+
+    again = cli("models", "--download", preset.name, env=local_hub.env(cache))
+    assert again.returncode == 0 and "already cached" in again.stdout
+    assert local_hub.gets == 1  # the second time nothing was fetched
+
+
+def test_a_download_that_matches_no_checksum_is_removed(tmp_path, local_hub):
+    preset = models.PRESETS["qwen2.5-coder-0.5b"]  # sha256 recorded; served file differs
+    local_hub.serve(preset, vocab("qwen2"), etag="f" * 64)
+    cache = tmp_path / "hub"
+    out = cli("models", "--download", preset.name, env=local_hub.env(cache))
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "matches neither the preset nor the hub" in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("ghostfill: error:")
+    blobs = cache / "models--ggml-org--Qwen2.5-Coder-0.5B-Q8_0-GGUF" / "blobs"
+    assert not [b for b in blobs.iterdir() if not b.name.endswith(".lock")]
+
+
+def test_a_download_at_load_time_reports_progress(tmp_path, local_hub):
+    """What the language server's `$/progress` hears when a preset is fetched before loading
+    (in a fresh process: huggingface_hub reads HF_ENDPOINT once, at import)."""
+    preset = models.PRESETS["starcoder2-3b"]
+    local_hub.serve(preset, vocab("starcoder"))
+    script = (
+        "import json\n"
+        "from ghostfill import models\n"
+        "seen = []\n"
+        f"found = models.resolve({preset.name!r}, offline=False, on_download=seen.append)\n"
+        "again = models.resolve(found.spec, offline=True)\n"
+        "print(json.dumps([str(found.path), str(again.path), seen]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, **local_hub.env(tmp_path / "hub")})
+    assert out.returncode == 0, out.stderr
+    path, cached, seen = json.loads(out.stdout)
+    assert Path(path).name == preset.filename and cached == path
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    assert out.stderr == ""  # quiet: the server's stderr is the editor's log
+
+
+async def test_the_server_reports_a_download_at_start_then_the_load(tmp_path, gemma_path,
+                                                                    local_hub):
+    """A preset not cached yet, network allowed: the server fetches it and `$/progress` goes
+    up once for the download and once more for the load. The default model's weights stand in
+    for the preset's."""
+    preset = models.PRESETS["qwen2.5-coder-0.5b"]
+    local_hub.serve(preset, gemma_path, etag=models.PRESETS["gemma3-270m"].sha256)
+    client = LanguageClient("ghostfill-tests", "1")
+    values: list[object] = []
+    client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)(lambda params: None)
+    client.feature(types.PROGRESS)(lambda params: values.append(params.value))
+    client.feature(types.WINDOW_LOG_MESSAGE)(lambda params: None)
+    messages: list[str] = []
+    client.feature(types.WINDOW_SHOW_MESSAGE)(lambda params: messages.append(params.message))
+    await client.start_io(*SERVE, env={**os.environ, **local_hub.env(tmp_path / "hub")})
+    try:
+        await client.initialize_async(types.InitializeParams(
+            capabilities=types.ClientCapabilities(
+                window=types.WindowClientCapabilities(work_done_progress=True)),
+            initialization_options={"model": {"name": preset.name},
+                                    "server": {"engine": "private", "debounceMs": 0}}))
+        client.initialized(types.InitializedParams())
+        state = "loading"
+        for _ in range(1200):
+            state = (await stats(client)).state
+            if state != "loading":
+                break
+            await asyncio.sleep(0.1)
+        assert state == "ready", messages
+    finally:
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+
+    def field(value: object, name: str) -> object:
+        return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
+
+    percents = [field(v, "percentage") for v in values if field(v, "kind") == "report"]
+    drop = next(i for i in range(1, len(percents)) if percents[i] < percents[i - 1])
+    download, load = percents[:drop], percents[drop:]
+    assert download == sorted(download) and download[-1] >= 95, percents
+    assert load == sorted(load) and load[-1] >= 90, percents
+    assert field(values[-1], "kind") == "end"
+    assert local_hub.gets == 1
