@@ -100,6 +100,11 @@ class CompletionConfig:
     #: Further tries when the filters reject an answer, each with the rejected first tokens
     #: banned (within the latency budget; token-prompt backends only).
     alternatives: int = 2
+    #: Suggestions an invoked request returns (the editor cycles among them: VS Code's
+    #: Alt+], the Neovim plugin's <M-]>): the greedy one first, then the model's next choices
+    #: of first token, each past the filters and distinct, within the invoked budget.
+    #: Automatic requests stay one suggestion: a second one would cost as much as the first.
+    choices: int = 3
     temperature: float = 0.0
     #: Language ids for which completion is off (e.g. ["markdown", "plaintext"]).
     disabled_languages: tuple[str, ...] = ()
@@ -174,6 +179,7 @@ class Config:
             (self.completion.invoked_budget_ms > 0, "completion.invoked_budget_ms must be > 0"),
             (self.completion.temperature >= 0, "completion.temperature must be >= 0"),
             (0 <= self.completion.alternatives <= 8, "completion.alternatives must be 0..8"),
+            (1 <= self.completion.choices <= 8, "completion.choices must be 1..8"),
             (self.server.debounce_ms >= 0, "server.debounce_ms must be >= 0"),
             (self.server.cache_size >= 0, "server.cache_size must be >= 0"),
             (self.server.engine_idle_s >= 0, "server.engine_idle_s must be >= 0"),

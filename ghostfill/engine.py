@@ -281,6 +281,67 @@ class CompletionEngine:
         return self._generate(prepared, [], cancel=cancel, deadline=deadline, created=created,
                               disabled_filters=disabled_filters)
 
+    def run_choices(
+        self,
+        prepared: Prepared,
+        choices: int,
+        *,
+        cancel: CancelToken | None = None,
+        deadline: float | None = None,
+        created: float | None = None,
+        disabled_filters: frozenset[str] = frozenset(),
+    ) -> list[CompletionResult]:
+        """Up to `choices` distinct suggestions: `run`'s answer first, then the model's next
+        choices, each with the first tokens of every answer so far banned (as for a rejected
+        answer, `completion.alternatives`).
+
+        For an invoked request, where the user asked and can cycle: greedy decoding has one
+        answer per prompt, and banning its first word is the cheapest way to another that
+        the model still rates (same prompt, its KV cache reused). Each alternative passes the
+        filters and differs from those before it in its final text; one cut by the deadline
+        or the cancel token is dropped, and the search ends there. A partial first answer (a
+        line cut by the deadline) gets none: the budget is spent. Only on backends that honour
+        `banned_first`; others give the one answer.
+        """
+        created = created if created is not None else time.monotonic()
+        if deadline is None:
+            deadline = created + self.config.completion.latency_budget_ms / 1000.0
+        banned: set[int] = set()
+        first = self._generate(prepared, [], cancel=cancel, deadline=deadline, created=created,
+                               disabled_filters=disabled_filters, banned=banned)
+        results = [first]
+        if choices <= 1 or not first.text or first.partial or not self.backend.resumable:
+            return results
+        seen = {first.text}
+        token = self._first_word_token(first.tokens)
+        if token is None:
+            return results
+        banned.add(token)
+        # Each try bans one more first token; tries whose answer the filters drop or that
+        # repeat an earlier one count too, so the search is bounded.
+        tries = choices - 1 + self.config.completion.alternatives
+        for _ in range(tries):
+            if len(results) >= choices or time.monotonic() >= deadline \
+                    or (cancel is not None and cancel.cancelled):
+                break
+            result = self._attempt(prepared, [], "", prepared.stopper, frozenset(banned),
+                                   cancel=cancel, deadline=deadline, created=created,
+                                   disabled_filters=disabled_filters)
+            token = self._first_word_token(result.tokens)
+            if token is None or token in banned \
+                    or result.stop_reason not in ("stop_rule", "stop_token", "max_tokens"):
+                break
+            banned.add(token)
+            if result.text and result.text not in seen:
+                seen.add(result.text)
+                result.extra["choice"] = len(results) + 1
+                results.append(result)
+        return results
+
+    def _first_word_token(self, tokens: list[int]) -> int | None:
+        """The first generated id that is not whitespace: the one a retry bans."""
+        return next((t for t in tokens if self.tokenizer.decode_bytes([t]).strip()), None)
+
     def resume(
         self,
         prepared: Prepared,
@@ -311,7 +372,10 @@ class CompletionEngine:
         deadline: float | None,
         created: float | None,
         disabled_filters: frozenset[str] = frozenset(),
+        banned: set[int] | None = None,
     ) -> CompletionResult:
+        """One answer, retried with rejected first tokens banned; `banned` (if given) is
+        filled with the ids banned, so that `run_choices` does not try them again."""
         created = created if created is not None else time.monotonic()
         if deadline is None:
             deadline = created + self.config.completion.latency_budget_ms / 1000.0
@@ -323,15 +387,14 @@ class CompletionEngine:
         # Only on backends that honour `banned_first` (token prompts).
         retries = self.config.completion.alternatives \
             if self.backend.resumable and not resumed else 0
-        banned: set[int] = set()
+        banned = banned if banned is not None else set()
         attempts = 0
         while True:
             attempts += 1
             result = self._attempt(prepared, resumed, head, stopper, frozenset(banned),
                                    cancel=cancel, deadline=deadline, created=created,
                                    disabled_filters=disabled_filters)
-            first = next((t for t in result.tokens[len(resumed):]
-                          if self.tokenizer.decode_bytes([t]).strip()), None)
+            first = self._first_word_token(result.tokens[len(resumed):])
             if (result.text or attempts > retries or first is None
                     or result.stop_reason not in ("stop_rule", "stop_token", "max_tokens")
                     or time.monotonic() >= deadline):

@@ -30,6 +30,18 @@ class Suggestion:
     #: Computed ahead of the user (what follows accepting the suggestion on screen), for the
     #: statistics of how often that pays.
     prefetched: bool = False
+    #: Further suggestions for the same place (an invoked request's `completion.choices`),
+    #: distinct from `text` and from each other, the editor cycling among them.
+    alternatives: tuple[str, ...] = ()
+    #: How many suggestions were asked for when these were computed: an invoked request that
+    #: wants more than an automatic one found runs the model, one that wants no more than
+    #: were searched for is answered here (even when fewer were found).
+    choices: int = 1
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        """Every suggestion held, the first (greedy) one first."""
+        return (self.text, *self.alternatives)
 
     def ends_at(self, prefix: str, suffix: str) -> bool:
         """True if accepting this suggestion leaves the cursor between `prefix` and `suffix`."""
@@ -56,11 +68,13 @@ class SuggestionCache:
         self._entries.clear()
 
     def put(self, prefix: str, suffix: str, multiline: bool, text: str, *,
-            prefetched: bool = False) -> None:
+            prefetched: bool = False, alternatives: tuple[str, ...] = (),
+            choices: int = 1) -> None:
         if not self.enabled:
             return
         key = cache_key(prefix, suffix, multiline)
-        self._entries[key] = Suggestion(text, multiline, key[0], key[1], prefetched=prefetched)
+        self._entries[key] = Suggestion(text, multiline, key[0], key[1], prefetched=prefetched,
+                                        alternatives=alternatives, choices=choices)
 
     def get(self, prefix: str, suffix: str, multiline: bool) -> Suggestion | None:
         if not self.enabled:
@@ -74,15 +88,38 @@ class SuggestionCache:
         The single/multi-line decision plays no part: typing into a block suggestion makes
         the cursor line non-empty, which flips that decision, yet the rest still applies (so
         the server checks this before it parses anything)."""
+        rests = self.type_through_all(prefix, suffix, shown)
+        return rests[0] if rests else None
+
+    def type_through_all(self, prefix: str, suffix: str,
+                         shown: Suggestion | None) -> list[str]:
+        """`type_through` for each suggestion `shown` holds (`Suggestion.texts`, in order):
+        the rests of those the typed text is a beginning of. The editor may be showing any
+        of them (the user cycled), so typing into the second one keeps it too."""
         if shown is None or not self.enabled:
-            return None
+            return []
         if not suffix.startswith(shown.suffix_head[: KEY_SUFFIX_CHARS // 4]):
-            return None
-        for typed in range(1, len(shown.text)):
-            if not prefix.endswith(shown.text[:typed]):
+            return []
+        if (not shown.partial and suffix[:KEY_SUFFIX_CHARS] == shown.suffix_head
+                and prefix[-KEY_PREFIX_CHARS:] == shown.prefix_tail):
+            # Asked again where it is shown (VS Code asks again to show the next one): all
+            # of it, though a suggestion typed into is in no cache entry of this place. (A
+            # partial line is asked for again: its rest may be ready.)
+            return list(shown.texts)
+        rests: list[str] = []
+        for text in shown.texts:
+            rest = self._typed_into(prefix, shown.prefix_tail, text)
+            if rest is not None and rest not in rests:
+                rests.append(rest)
+        return rests
+
+    @staticmethod
+    def _typed_into(prefix: str, prefix_tail: str, text: str) -> str | None:
+        for typed in range(1, len(text)):
+            if not prefix.endswith(text[:typed]):
                 continue
             before = prefix[: len(prefix) - typed]
-            if before.endswith(shown.prefix_tail[-KEY_PREFIX_CHARS // 4 :]):
-                rest = shown.text[typed:]
+            if before.endswith(prefix_tail[-KEY_PREFIX_CHARS // 4 :]):
+                rest = text[typed:]
                 return rest if rest.strip() else None
         return None

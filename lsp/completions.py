@@ -42,6 +42,9 @@ class Answer:
     partial: bool = False
     #: Why a model answer is empty or cut, in words for the editor's log ("" otherwise).
     why: str = ""
+    #: Further suggestions held for this place (`completion.choices`), distinct from `text`;
+    #: the server decides how many of them a request gets.
+    alternatives: tuple[str, ...] = ()
 
 
 class CompletionService:
@@ -99,11 +102,14 @@ class CompletionService:
     async def suggest(self, engine: CompletionEngine, session: DocumentSession, offset: int, *,
                       invoked: bool, created: float, debounce_s: float, budget_s: float,
                       edit: tuple[int, int, str] | None = None,
-                      cursor: int | None = None, arrived_at: int | None = None) -> Answer:
+                      cursor: int | None = None, arrived_at: int | None = None,
+                      choices: int = 1) -> Answer:
         """The suggestion at `offset`; with `edit`, at `offset` of the text after that edit
         (a completion item applied). `cursor`: where the client's cursor is in the document
         (default `offset`), which is where `ghostfill/suggestionReady` points. `arrived_at`: the
-        server's edit count when the request arrived (`lsp.protocol.ARRIVED_AT`)."""
+        server's edit count when the request arrived (`lsp.protocol.ARRIVED_AT`). `choices`:
+        how many distinct suggestions to look for (an invoked request); what is held for the
+        place (typed through, cached) answers when it was searched for as many."""
         self.stats.add(requests=1)
         doc = session.doc
         if session.stale_for(arrived_at):
@@ -122,11 +128,12 @@ class CompletionService:
             prefix, suffix = edited[:offset], edited[offset:]
         # Type-through first: most keystrokes end here, before any parsing.
         shown = session.shown
-        rest = self.cache.type_through(prefix, suffix, shown)
-        if rest is not None and shown is not None:
+        rests = self.cache.type_through_all(prefix, suffix, shown)
+        if rests and shown is not None and choices <= shown.choices:
             self.stats.add(type_through=1)
-            return self._shown_now(session, prefix, suffix, shown.multiline, rest,
-                                   "type_through", created, partial=shown.partial)
+            return self._shown_now(session, prefix, suffix, shown.multiline, rests[0],
+                                   "type_through", created, partial=shown.partial,
+                                   alternatives=tuple(rests[1:]), choices=shown.choices)
         source = session.snapshot(offset, edit)
         multiline = await self._multiline(engine, source)
         if doc.version != version or session.stale_for(arrived_at):
@@ -134,11 +141,14 @@ class CompletionService:
             self.stats.add(stale=1)
             return Answer("", "none", multiline)
         hit = self.cache.get(prefix, suffix, multiline)
-        if hit is not None:
+        # An invoked request that wants more suggestions than were looked for here (the entry
+        # came from typing, or was prefetched) runs the model.
+        if hit is not None and choices <= hit.choices:
             session.adopt(source)
             self.stats.add(cache_hits=1, prefetch_hits=int(hit.prefetched))
             return self._shown_now(session, prefix, suffix, multiline, hit.text,
-                                   "prefetch" if hit.prefetched else "cache", created)
+                                   "prefetch" if hit.prefetched else "cache", created,
+                                   alternatives=hit.alternatives, choices=hit.choices)
 
         cancel = session.supersede("superseded")
         try:
@@ -154,8 +164,13 @@ class CompletionService:
                 self.stats.add(cancelled=1)
                 return Answer("", "none", multiline)
             self.stats.add(misses=1)
-            result = await self._run_model(engine.run, prepared, cancel=cancel, created=created,
-                                           deadline=created + budget_s)
+            if choices > 1:
+                results = await self._run_model(engine.run_choices, prepared, choices,
+                                                cancel=cancel, created=created,
+                                                deadline=created + budget_s)
+            else:
+                results = [await self._run_model(engine.run, prepared, cancel=cancel,
+                                                 created=created, deadline=created + budget_s)]
         except asyncio.CancelledError:
             # $/cancelRequest: the model thread goes on unless its token says stop.
             cancel.cancel("$/cancelRequest")
@@ -163,11 +178,14 @@ class CompletionService:
             raise
         finally:
             session.done(cancel)
+        result = results[0]
+        alternatives = tuple(r.text for r in results[1:])
         timings = result.timings
         if result.stop_reason != "cancelled" or timings.get("evaluated_tokens", 0):
             self.stats.add(model_calls=1)  # it reached the model (not dropped while queued)
-        self.stats.add(tokens_evaluated=int(timings.get("evaluated_tokens", 0)),
-                       tokens_reused=int(timings.get("reused_tokens", 0)))
+        for each in results:
+            self.stats.add(tokens_evaluated=int(each.timings.get("evaluated_tokens", 0)),
+                           tokens_reused=int(each.timings.get("reused_tokens", 0)))
         if cancel.cancelled or result.stop_reason == "cancelled":
             self.stats.add(cancelled=1)
             return Answer("", "none", result.multiline)
@@ -189,21 +207,25 @@ class CompletionService:
                 session.partial = PartialLine(prepared, result.tokens, prefix, suffix,
                                               result.text)
         else:
-            self.cache.put(prefix, suffix, result.multiline, result.text)
+            self.cache.put(prefix, suffix, result.multiline, result.text,
+                           alternatives=alternatives, choices=choices)
         answer = self._shown_now(session, prefix, suffix, result.multiline, result.text,
-                                 "model", created, partial=result.partial)
+                                 "model", created, partial=result.partial,
+                                 alternatives=alternatives, choices=choices)
         if result.partial:
             answer.why = (f"cut at the {budget_s * 1000:.0f} ms budget after "
                           f"{result.text!r}; the rest of the line follows in the background")
         return answer
 
     def _shown_now(self, session: DocumentSession, prefix: str, suffix: str, multiline: bool,
-                   text: str, source: str, created: float, partial: bool = False) -> Answer:
+                   text: str, source: str, created: float, partial: bool = False,
+                   alternatives: tuple[str, ...] = (), choices: int = 1) -> Answer:
         key = cache_key(prefix, suffix, multiline)
-        session.shown = Suggestion(text, multiline, key[0], key[1], partial)
+        session.shown = Suggestion(text, multiline, key[0], key[1], partial,
+                                   alternatives=alternatives, choices=choices)
         self.stats.add(shown=1)
         self.stats.latency((time.monotonic() - created) * 1000)
-        return Answer(text, source, multiline, partial)
+        return Answer(text, source, multiline, partial, alternatives=alternatives)
 
     # -- cross-file snippets ---------------------------------------------------------------
     def edited(self, session: DocumentSession, line: int) -> None:

@@ -33,7 +33,7 @@ from ghostfill.backends.factory import is_remote
 from ghostfill.completion.definitions import fs_path
 from ghostfill.config import Config
 from ghostfill.crash_guard import CrashGuard, safe_config
-from ghostfill.errors import GhostfillError, InvalidPosition
+from ghostfill.errors import BackendUnavailable, GhostfillError, InvalidPosition
 from ghostfill.lsp.cache import SuggestionCache
 from ghostfill.lsp.completions import Answer, CompletionService
 from ghostfill.lsp.documents import OpenDocument
@@ -558,8 +558,10 @@ class _Asked:
 
 
 async def _suggest(ls: GhostfillServer, uri: str, position: types.Position, invoked: bool,
-                   selected: types.SelectedCompletionInfo | None = None) -> _Asked | None:
-    """The suggestion at `position` (None: none wanted here, or no model)."""
+                   selected: types.SelectedCompletionInfo | None = None,
+                   choices: int = 1) -> _Asked | None:
+    """The suggestion at `position` (None: none wanted here, or no model); `choices`: how many
+    distinct ones to look for (`CompletionService.suggest`)."""
     created = time.monotonic()
     session = ls.session(uri)
     doc = session.doc
@@ -587,7 +589,10 @@ async def _suggest(ls: GhostfillServer, uri: str, position: types.Position, invo
         answer = await ls.service.suggest(
             engine, session, offset, invoked=invoked, created=created,
             debounce_s=ls.config.server.debounce_ms / 1000, budget_s=ls.budget_s(invoked),
-            edit=edit, cursor=cursor, arrived_at=ARRIVED_AT.get())
+            edit=edit, cursor=cursor, arrived_at=ARRIVED_AT.get(), choices=choices)
+    except BackendUnavailable as e:  # the engine is being restarted; the user was told once
+        ls.log(f"ghostfill: {_where(doc, position)}: {e}")
+        return None
     except GhostfillError as e:
         ls.show_error(str(e))
         return None
@@ -614,27 +619,43 @@ async def inline_completion(
     invoked = (context is not None
                and context.trigger_kind == types.InlineCompletionTriggerKind.Invoked)
     selected = context.selected_completion_info if context is not None else None
-    asked = await _suggest(ls, params.text_document.uri, params.position, invoked, selected)
+    # Several suggestions only when asked for (the invoked trigger: VS Code's "show next
+    # inline suggestion" asks so): each costs a generation. Neovim's own client only ever
+    # asks with the automatic trigger; it gets whatever is held for the place (cycled with
+    # vim.lsp.inline_completion.select), never more work.
+    most = ls.config.completion.choices
+    choices = most if invoked else 1
+    shown = most if invoked or ls.ranges_to_line_end else 1
+    asked = await _suggest(ls, params.text_document.uri, params.position, invoked, selected,
+                           choices)
     if asked is None:
         return None
     answer, doc = asked.answer, asked.session.doc
     if not answer.text:
         return types.InlineCompletionList(items=[])
-    if selected is not None and asked.edit is not None:
-        replace_range = selected.range
-        insert = asked.edit[2] + answer.text
-    else:
-        end = _replace_end(doc, asked.offset, answer.text, ls.ranges_to_line_end)
-        insert = answer.text + doc.text[asked.offset:end]
-        replace_range = types.Range(start=params.position, end=ls.position(doc, end))
-    item = types.InlineCompletionItem(
-        insert_text=insert,
-        range=replace_range,
-        command=types.Command(title="ghostfill: accepted", command=ACCEPTED_COMMAND,
-                              arguments=[answer.source]),
-    )
+    items: list[types.InlineCompletionItem] = []
+    inserts: set[str] = set()
+    for text in (answer.text, *answer.alternatives):
+        if len(items) >= shown:
+            break
+        if selected is not None and asked.edit is not None:
+            replace_range = selected.range
+            insert = asked.edit[2] + text
+        else:
+            end = _replace_end(doc, asked.offset, text, ls.ranges_to_line_end)
+            insert = text + doc.text[asked.offset:end]
+            replace_range = types.Range(start=params.position, end=ls.position(doc, end))
+        if insert in inserts:  # distinct as the editor inserts them
+            continue
+        inserts.add(insert)
+        items.append(types.InlineCompletionItem(
+            insert_text=insert,
+            range=replace_range,
+            command=types.Command(title="ghostfill: accepted", command=ACCEPTED_COMMAND,
+                                  arguments=[answer.source]),
+        ))
     # Ids for the feedback notifications; a suggestion the user just typed over stays out.
-    items = ls.feedback.offer(doc, [item], params.position, lambda p: ls.offset(doc, p))
+    items = ls.feedback.offer(doc, items, params.position, lambda p: ls.offset(doc, p))
     return types.InlineCompletionList(items=items)
 
 

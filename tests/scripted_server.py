@@ -9,6 +9,7 @@ backends' own per-token loop (`TokenLoop`), so cancel, deadline and stop rules a
 on a real model. The script is JSON:
 
     {"answer": "text the model generates",
+     "alternatives": ["..."], # optional: what it generates with the first words banned
      "token_ms": 0,          # time per generated token
      "hold": "/path/file",   # optional: wait before the first token until this file exists
      "hold_load": "/path",   # optional: the model's load ends once this file exists
@@ -57,7 +58,7 @@ class ScriptedBackend:
         with open(f"{self.script}.log", "a") as log:
             tail = decode(self.tokenizer, request.tokens[-40:])
             log.write(json.dumps({"prompt_tail": tail}) + "\n")
-        answer = self.tokenizer.encode(script.get("answer", ""))
+        answer = self._answer(script, request.banned_first)
         # A resumed generation has the answer's first tokens at the end of its prompt.
         for done in range(min(len(answer), len(request.tokens)), 0, -1):
             if request.tokens[-done:] == answer[:done]:
@@ -79,6 +80,20 @@ class ScriptedBackend:
                 return self._done(loop, timings)
         loop.reason = "stop_token"
         return self._done(loop, timings)
+
+    def _answer(self, script: dict[str, Any], banned: frozenset[int]) -> list[int]:
+        """The answer's ids; with first tokens banned (a retry, another choice), the first of
+        the answer and its "alternatives" that starts with none of them, as a model's next
+        choice would (nothing when none is left)."""
+        texts = [script.get("answer", "")]
+        if not banned:
+            return self.tokenizer.encode(texts[0])
+        for text in texts + list(script.get("alternatives", [])):
+            ids = self.tokenizer.encode(text)
+            first = next((t for t in ids if self.tokenizer.decode_bytes([t]).strip()), None)
+            if first not in banned:
+                return ids
+        return []
 
     def _done(self, loop: TokenLoop, timings: Timings) -> Generation:
         timings.generated_tokens = len(loop.tokens)

@@ -24,6 +24,8 @@ def test_camel_and_snake_case_keys_apply():
         ({"completion": {"multiline": "sometimes"}}, "completion.multiline must be one of"),
         ({"completion": {"maxTokens": 0}}, "max_tokens must be 1..4096"),
         ({"context": {"prefixShare": 1.5}}, "prefix_share"),
+        ({"completion": {"choices": 0}}, "completion.choices must be 1..8"),
+        ({"completion": {"choices": 9}}, "completion.choices must be 1..8"),
         ({"model": "gemma"}, "model must be an object"),
         ([1, 2], "options must be an object"),
     ],
