@@ -1,7 +1,8 @@
 """The backend seam over a socket: `EngineBackend` runs generation in an engine process.
 
-The language server (or `ghostfill complete`) keeps everything but the model: tokenizer,
-windows, templates, filters. Only `generate` and `warm` cross to the engine, which streams
+The language server (or `ghostfill complete`) keeps everything but the model: windows,
+templates, filters, and the answers of the model's tokenizer (`engine_tokenizer`: the
+vocabulary itself stays in the engine). `generate` and `warm` cross to the engine, which streams
 the kept text back; a cancel crosses at once (`CancelToken.on_cancel`), so the model stops
 within a token as it does in process.
 
@@ -41,6 +42,7 @@ from ghostfill.backends.engine_place import (
     engine_key,
     log_tail,
 )
+from ghostfill.backends.engine_tokenizer import EngineTokenizer
 from ghostfill.backends.engine_wire import (
     PROTOCOL,
     Channel,
@@ -417,13 +419,15 @@ class EngineSupervisor:
 class EngineBackend:
     """`Backend` whose model runs in an engine process (`server.engine`: shared or private)."""
 
-    def __init__(self, config: Config, tokenizer: Tokenizer, *, private: bool,
+    def __init__(self, config: Config, *, private: bool,
                  on_progress: Callable[[float], None] | None = None,
                  on_event: EventSink | None = None) -> None:
-        self.tokenizer = tokenizer
         self.supervisor = EngineSupervisor(config, private=private, on_progress=on_progress,
                                            on_event=on_event)
         info = self.supervisor.start()
+        # The vocabulary stays in the engine; this process keeps what it answered.
+        self.tokenizer: Tokenizer = EngineTokenizer(
+            lambda op, payload: self._call(op, payload, None), dict(info.get("tokenizer") or {}))
         self.name = str(info["backend"])
         self.model_name = str(info["model"])
         self.context_length = int(info["context_length"])

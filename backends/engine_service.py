@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ghostfill import __version__
+from ghostfill.backends import engine_tokenizer
 from ghostfill.backends.base import Backend, CancelToken
 from ghostfill.backends.engine_place import engine_key
 from ghostfill.backends.engine_wire import (
@@ -93,6 +94,8 @@ class EngineService:
         self.backend: Backend | None = None
         self.started = time.monotonic()
         self.served = 0
+        #: Tokenizer calls answered for the clients (`engine_tokenizer`).
+        self.tokenized = 0
         self._clients: set[_Client] = set()
         self._lock = threading.Lock()
         self._ever_connected = False
@@ -267,7 +270,8 @@ class EngineService:
             return {}
         return {"backend": backend.name, "model": backend.model_name,
                 "context_length": backend.context_length, "resumable": backend.resumable,
-                "options": backend.options(), "notice": self.notice, "pid": os.getpid()}
+                "options": backend.options(), "notice": self.notice, "pid": os.getpid(),
+                "tokenizer": engine_tokenizer.tokenizer_info(backend.tokenizer)}
 
     def status(self) -> dict[str, Any]:
         with self._lock:
@@ -277,7 +281,8 @@ class EngineService:
                 "socket": str(self.socket_path) if self.socket_path else None,
                 "private": self.private, "clients": clients,
                 "uptime_s": round(time.monotonic() - self.started, 1),
-                "idle_s": self.idle_s, "served": self.served, "rss_bytes": rss_bytes(),
+                "idle_s": self.idle_s, "served": self.served, "tokenized": self.tokenized,
+                "rss_bytes": rss_bytes(),
                 "error": self.error[1] if self.error else None, **(
                     {"options": self.backend.options()} if self.backend else {})}
 
@@ -360,6 +365,10 @@ class EngineService:
                     client.inflight[rid] = token
                 threading.Thread(target=self._run, args=(client, op, rid, message, token),
                                  daemon=True, name=f"engine-{op}-{rid}").start()
+            elif op in engine_tokenizer.OPS:
+                # Answered on the reading thread: a tokenizer call takes well under a
+                # millisecond (no model lock), less than starting a thread would.
+                self._tokenize(client, op, rid, message)
             elif op == "status":
                 client.send({"id": rid, "done": self.status()})
             elif op == "shutdown":
@@ -368,6 +377,20 @@ class EngineService:
             else:
                 client.send({"id": rid, "error": f"engine: unknown request {op!r}",
                              "kind": "BackendError"})
+
+    def _tokenize(self, client: _Client, op: str, rid: Any, message: dict[str, Any]) -> None:
+        backend = self.backend
+        if backend is None:
+            client.send({"id": rid, "error": f"the engine's model is {self.state}",
+                         "kind": "BackendError"})
+            return
+        try:
+            done = engine_tokenizer.answer(backend.tokenizer, op, message)
+            self.tokenized += 1
+            client.send({"id": rid, "done": done})
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:
+            client.send({"id": rid, "error": f"engine: malformed {op} request: {e!r}",
+                         "kind": "BackendError"})
 
     def _run(self, client: _Client, op: str, rid: int, message: dict[str, Any],
              cancel: CancelToken) -> None:

@@ -35,7 +35,7 @@ from ghostfill.backends.base import (
 from ghostfill.errors import BackendError
 
 #: Bumped when a message changes meaning; the handshake refuses another protocol.
-PROTOCOL = 1
+PROTOCOL = 2
 #: The longest line either side accepts (a full-context prompt is far below this).
 MAX_LINE = 16 * 1024 * 1024
 

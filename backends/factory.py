@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from ghostfill.backends.base import Backend
-from ghostfill.completion.tokenizer import Tokenizer
 from ghostfill.config import Config
-from ghostfill.errors import ConfigError, ModelLoadError, ModelNotAvailable
+from ghostfill.errors import ConfigError, ModelNotAvailable
 from ghostfill.models import ResolvedModel, resolve
 
 #: Backends that send generation to a server elsewhere: no model, and no native model code, in
@@ -45,10 +43,9 @@ def create_backend(config: Config,
     if config.server.engine != "inprocess":
         from ghostfill.backends.engine_client import EngineBackend
 
-        # Budgets are counted here, on every keystroke: the tokenizer stays in this process
-        # (a vocabulary, megabytes), the weights go to the engine.
-        return EngineBackend(config, _tokenizer(config, model),
-                             private=config.server.engine == "private",
+        # The weights and the vocabulary go to the engine; budgets are still counted here,
+        # with the engine's tokenizer (`engine_tokenizer`, its answers cached here).
+        return EngineBackend(config, private=config.server.engine == "private",
                              on_progress=on_progress, on_event=on_event)
     kind = backend_kind(config, model)
     context_length = mc.context_length or (model.preset.context_length if model.preset else None)
@@ -100,27 +97,6 @@ def create_backend(config: Config,
             kv_cache_bytes=mc.kv_cache_mb * 2**20 if mc.kv_cache_mb else None,
         )
     raise ConfigError(f"unknown backend '{kind}'")
-
-
-def _tokenizer(config: Config, model: ResolvedModel) -> Tokenizer:
-    """The model's own tokenizer, without its weights."""
-    if model.kind == "gguf" and backend_kind(config, model) == "llamacpp":
-        from ghostfill.completion.tokenizer import LlamaCppTokenizer
-        from ghostfill.models import check_gguf
-
-        check_gguf(Path(model.path))
-        try:
-            return LlamaCppTokenizer.from_gguf(str(model.path))
-        except (ValueError, RuntimeError, OSError) as e:
-            raise ModelLoadError(f"cannot load {Path(model.path).name}: "
-                                 f"{str(e).splitlines()[0]}") from e
-    from ghostfill.backends.hf_loading import _load_tokenizer
-    from ghostfill.completion.tokenizer import HFTokenizer
-
-    path = Path(model.path)
-    raw = _load_tokenizer(path.parent, gguf_file=path.name) if path.suffix == ".gguf" \
-        else _load_tokenizer(path, trust_remote_code=config.model.trust_remote_code)
-    return HFTokenizer(raw, name=model.display_name)
 
 
 def _remote_backend(config: Config) -> Backend:

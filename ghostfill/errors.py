@@ -32,5 +32,10 @@ class BackendError(GhostfillError):
     """The backend failed while generating."""
 
 
+class BackendUnavailable(BackendError):
+    """No model to ask right now (the engine process is being restarted): the request answers
+    nothing, without a message of its own, since the incident itself was told to the user."""
+
+
 class InvalidPosition(GhostfillError):
     """A cursor position lies outside the document."""

@@ -28,6 +28,7 @@ from ghostfill.backends import engine_control
 from ghostfill.backends.base import CancelToken, GenerationRequest, PromptParts
 from ghostfill.backends.engine_client import EngineBackend
 from ghostfill.backends.engine_place import EnginePlace, all_places, engine_alive
+from ghostfill.backends.engine_wire import PROTOCOL
 from ghostfill.backends.factory import create_backend
 from ghostfill.config import Config
 from ghostfill.errors import GhostfillError
@@ -411,7 +412,7 @@ def test_bad_messages_get_an_error_and_the_engine_keeps_serving(runtime: Path):
                 s.sendall(json.dumps(message).encode() + b"\n")
                 return json.loads(reader.readline())
 
-            hello = send({"op": "hello", "protocol": 1, "version": ghostfill.__version__,
+            hello = send({"op": "hello", "protocol": PROTOCOL, "version": ghostfill.__version__,
                           "key": place.key})
             assert hello["ok"], hello
             while "event" in (answer := json.loads(reader.readline())):
@@ -508,3 +509,58 @@ def test_text_with_lone_surrogates_crosses_unchanged():
     finally:
         a.close()
         b.close()
+
+
+def test_the_tokenizer_lives_in_the_engine_and_answers_as_the_vocabulary_does(runtime: Path):
+    """Each window counts with the engine's tokenizer (the vocabulary is ~43 MiB of each
+    server's memory otherwise); what it answers is the model's own, and a text seen before is
+    answered here without asking again."""
+    from ghostfill.backends.engine_tokenizer import EngineTokenizer
+    from ghostfill.completion.tokenizer import LlamaCppTokenizer
+    from ghostfill.models import resolve
+
+    backend = engine(config())
+    own = LlamaCppTokenizer.from_gguf(str(resolve(Config().model.name).path))
+    place = EnginePlace.for_config(config())
+    try:
+        tok = backend.tokenizer
+        assert isinstance(tok, EngineTokenizer)
+        assert (tok.bos_id, tok.eos_ids, tok.add_bos, tok.vocab_size) == \
+            (own.bos_id, own.eos_ids, own.add_bos, own.vocab_size)
+        texts = [PROMPT, LONG_PROMPT * 40, "naïve = 'ünïcödé' → λ x: x  # 東京\n\t\t",
+                 "<start_of_turn> is text here", " ", "\ud800 lone"]
+        for text in texts:
+            assert tok.encode(text) == own.encode(text), text
+        ids = [*own.encode(texts[2]), 0, 1, 2, own.vocab_size - 1]
+        assert tok.decode_bytes(ids) == own.decode_bytes(ids)
+        for piece in ("<start_of_turn>", "<end_of_turn>", "<fim_prefix>", "not a token"):
+            assert tok.special_id(piece) == own.special_id(piece), piece
+        asked = engine_control.status(place)["tokenized"]
+        for text in texts:  # a keystroke re-counts the same lines: answered here
+            assert tok.encode(text) == own.encode(text)
+        tok.decode_bytes(ids)
+        assert engine_control.status(place)["tokenized"] == asked
+        tok.encode(PROMPT + " again")
+        assert engine_control.status(place)["tokenized"] == asked + 1
+    finally:
+        backend.close()
+
+
+def test_a_server_with_the_shared_engine_loads_no_model_code(runtime: Path):
+    """What makes three windows cost one model: neither weights nor vocabulary nor llama.cpp
+    itself is mapped into a `ghostfill serve` that uses the shared engine."""
+    command = ["env", f"GHOSTFILL_RUNTIME_DIR={runtime}", sys.executable, "-m", "ghostfill",
+               "serve"]
+    server = SyncClient(settings={"server": {"debounceMs": 0}, "model": {"contextLength": 512}},
+                        command=command)
+    try:
+        uri = "file:///tmp/gf-light/a.py"
+        server.open(uri, PROMPT)
+        first = server.inline(uri, 4, 10, invoked=True)
+        assert first is not None and first.items, server.messages
+        engine_pid = plain(server.request("ghostfill/stats", None))["options"]["engine_pid"]
+        maps = Path(f"/proc/{server.server.pid}/maps").read_text()  # env execs python
+        assert "libllama" not in maps and ".gguf" not in maps
+        assert "libllama" in Path(f"/proc/{engine_pid}/maps").read_text()
+    finally:
+        server.stop()
