@@ -31,6 +31,7 @@ local CONTENT_MODIFIED = -32801
 --- @field index integer|nil
 --- @field tick integer|nil  b:changedtick when the current suggestion was drawn
 --- @field line string|nil   its line as it was then (to recognise typing through it)
+--- @field invoked boolean|nil  the items answer an invoked request (all the server gives)
 
 --- @type table<integer, ghostfill.BufferState>
 local buffers = {}
@@ -89,7 +90,7 @@ end
 function M.clear(bufnr)
   local st = buffers[bufnr]
   if st then
-    st.items, st.index, st.tick, st.line = nil, nil, nil, nil
+    st.items, st.index, st.tick, st.line, st.invoked = nil, nil, nil, nil, nil
   end
   ghost.clear(bufnr)
   keymaps.deactivate(bufnr)
@@ -142,10 +143,19 @@ function M.show(bufnr, items, index)
   M.redraw(bufnr)
 end
 
---- Show the next (delta 1) or previous (-1) of several suggestions.
+--- Show the next (delta 1) or previous (-1) of several suggestions. Typing asks for one
+--- (each costs a generation); with only that one shown, the first cycle asks the server
+--- with the invoked trigger, which answers with up to `completion.choices`, the one shown
+--- first, and moves to the next (or last) of them when they arrive.
 function M.cycle(bufnr, delta)
   local st = buffers[bufnr]
-  if not st or not st.items or #st.items < 2 then
+  if not st or not st.items then
+    return
+  end
+  if #st.items < 2 then
+    if not st.invoked and not st.request then
+      M.request(bufnr, M.INVOKED, delta)
+    end
     return
   end
   st.index = (st.index - 1 + delta) % #st.items + 1
@@ -227,12 +237,18 @@ local function on_result(bufnr, req, err, result)
   if #list == 0 then
     return M.clear(bufnr)
   end
-  M.show(bufnr, list, 1)
+  local index = 1
+  if req.cycle and #list > 1 then -- asked by cycling: show the next one (or the last)
+    index = req.cycle > 0 and 2 or #list
+  end
+  M.show(bufnr, list, index)
+  st.invoked = req.kind == M.INVOKED
 end
 
 --- Ask the server for a suggestion at the cursor now.
 --- @param kind integer M.INVOKED or M.AUTOMATIC
-function M.request(bufnr, kind)
+--- @param cycle integer|nil  asked by cycling (1 next, -1 previous): which item to show
+function M.request(bufnr, kind, cycle)
   local st = buffers[bufnr]
   if not st or api.nvim_get_current_buf() ~= bufnr then
     return
@@ -250,7 +266,7 @@ function M.request(bufnr, kind)
     context = { triggerKind = kind },
   }
   local req = {
-    client = c, kind = kind, row = row, col = col,
+    client = c, kind = kind, row = row, col = col, cycle = cycle,
     tick = api.nvim_buf_get_changedtick(bufnr), started = vim.uv.hrtime(),
   }
   -- Passing bufnr makes Neovim flush its debounced didChange first, so the server sees the
