@@ -28,6 +28,7 @@ export const SERVER_SETTINGS: readonly string[] = [
   'completion.invokedBudgetMs',
   'completion.multiline',
   'completion.alternatives',
+  'completion.choices',
   'completion.temperature',
   'completion.disabledLanguages',
   'context.prefixShare',
