@@ -116,7 +116,7 @@ class Feedback:
         self.rejections = rejections or Rejections()
         self.tally = Tally()
         self._items: OrderedDict[str, _Item] = OrderedDict()
-        self._last: dict[str, _Item] = {}  # per document: its newest item
+        self._last: dict[str, list[_Item]] = {}  # per document: the items last returned
         self._ids = (f"{self.PREFIX}{secrets.token_hex(3)}.{n}" for n in itertools.count(1))
         #: Whether the client sends didShowCompletion (then only that puts an item on screen).
         self.client_reports_shown = False
@@ -143,30 +143,34 @@ class Feedback:
             place = Place(doc.uri, start.line, doc.text[line_start:offset])
             if self.rejections.rejected(place, text):
                 continue
-            entry = self._register(doc, place, offset, text)
+            entry = self._register(doc, place, offset, text, self._last.get(doc.uri, []))
             command = item.command or types.Command(title="ghostfill: accepted",
                                                     command=ACCEPTED_COMMAND)
             command.arguments = [*(command.arguments or []), entry.id]
             item.command = command
             kept.append(item)
             entries.append(entry)
+        self._last[doc.uri] = entries
         if entries and not self.client_reports_shown:
             first = entries[0]
             self._mark_shown(first.suggestion)
             self.rejections.watch(first.place, first.offset, first.text)
         return kept
 
-    def _register(self, doc: OpenDocument, place: Place, offset: int, text: str) -> _Item:
-        previous = self._last.get(doc.uri)
-        consumed = _continues(doc, previous, offset, text)
-        if previous is not None and consumed is not None:
-            entry = _Item(next(self._ids), doc.uri, place, offset, text, previous.suggestion,
-                          previous.consumed + consumed)
+    def _register(self, doc: OpenDocument, place: Place, offset: int, text: str,
+                  previous: list[_Item]) -> _Item:
+        """A new item; the same suggestion as one of the `previous` answer's items if it is
+        that item again, or its rest after the user typed its beginning."""
+        for before in previous:
+            consumed = _continues(doc, before, offset, text)
+            if consumed is not None:
+                entry = _Item(next(self._ids), doc.uri, place, offset, text, before.suggestion,
+                              before.consumed + consumed)
+                break
         else:
             entry = _Item(next(self._ids), doc.uri, place, offset, text,
                           _Suggestion(doc.language_id, len(text)))
         self._items[entry.id] = entry
-        self._last[doc.uri] = entry
         while len(self._items) > MAX_ITEMS:
             self._items.popitem(last=False)
         return entry
@@ -229,12 +233,10 @@ class Feedback:
             self.writer.note(language, **counts)
 
 
-def _continues(doc: OpenDocument, previous: _Item | None, offset: int, text: str) -> int | None:
+def _continues(doc: OpenDocument, previous: _Item, offset: int, text: str) -> int | None:
     """How far into `previous` an item at `offset` with `text` starts, if it is the rest of
     `previous` after the user typed its beginning, or `previous` again (0); None: another
     suggestion."""
-    if previous is None or previous.uri != doc.uri:
-        return None
     typed = offset - previous.offset
     if typed < 0 or typed >= len(previous.text) or previous.text[typed:] != text:
         return None

@@ -231,3 +231,29 @@ async def test_malformed_or_unknown_feedback_is_ignored(client: LanguageClient):
     counts = (await feedback(client))["python"]
     assert counts["partial"] == 0 and counts["accepted"] == 0 and counts["chars_kept"] == 0
     assert [i.insert_text for i in await inline(client, URI, 1, 4)] == [ANSWER]
+
+
+def test_asked_again_at_the_same_place_is_the_same_suggestion():
+    """A client asking again where nothing changed (VS Code does, per cursor event) gets the
+    same suggestions again: each is counted once, however many alternatives came with it."""
+    from ghostfill.lsp.documents import OpenDocument
+    from ghostfill.lsp.feedback import Feedback
+
+    doc = OpenDocument.open(URI, "python", 1, SOURCE)
+    feedback = Feedback()
+    cursor = types.Position(line=1, character=4)
+    offset = len(SOURCE)
+
+    def answer() -> list[types.InlineCompletionItem]:
+        return [types.InlineCompletionItem(insert_text=text, range=types.Range(start=cursor,
+                                                                               end=cursor))
+                for text in (ANSWER, "pass")]
+
+    first = feedback.offer(doc, answer(), cursor, lambda p: offset)
+    again = feedback.offer(doc, answer(), cursor, lambda p: offset)
+    assert [i.command.arguments for i in first] != [i.command.arguments for i in again]
+    assert feedback.tally.languages["python"]["shown"] == 1  # the first item counts as shown
+    feedback.shown(CONVERTER.unstructure(again[1]))
+    feedback.shown(CONVERTER.unstructure(first[1]))
+    counts = feedback.tally.languages["python"]
+    assert counts["shown"] == 2 and counts["chars_shown"] == len(ANSWER) + len("pass")
