@@ -14,6 +14,7 @@ window, and a prompt computes the same whichever slot it runs in.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import threading
 import time
@@ -194,10 +195,11 @@ def prefill_chunk(remaining: int, batch_size: int, *, time_left_ms: float | None
     a whole `batch_size` batch is ~500 ms on two cores, far over a 150 ms latency budget. So
     under a deadline a batch is sized to the time left at this machine's measured speed:
     the request ends about at its deadline, late by at most one `min_chunk` batch, and the
-    chunks it evaluated stay cached for the next keystroke. Without a deadline (warming) full
-    batches are fastest; before the speed is measured, the smallest chunk is the safe guess.
+    chunks it evaluated stay cached for the next keystroke. Without a deadline (warming, or
+    an infinite one: `ghostfill complete`, doctor, benchmarks without a budget) full batches
+    are fastest; before the speed is measured, the smallest chunk is the safe guess.
     """
-    if time_left_ms is None:
+    if time_left_ms is None or time_left_ms == math.inf:
         size = batch_size
     elif ms_per_token is None or ms_per_token <= 0:
         size = min_chunk

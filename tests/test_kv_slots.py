@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json.decoder
 import json.encoder
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,10 @@ def test_without_a_deadline_prompts_are_read_in_full_batches():
     assert prefill_chunk(1000, 256, time_left_ms=None, ms_per_token=2.0) == 256
     assert prefill_chunk(1000, 256, time_left_ms=None, ms_per_token=None) == 256
     assert prefill_chunk(40, 256, time_left_ms=None, ms_per_token=2.0) == 40
+    # An infinite deadline (`ghostfill complete`, doctor, the HumanEval harness without a
+    # budget) is no deadline, measured speed or not.
+    assert prefill_chunk(1000, 256, time_left_ms=math.inf, ms_per_token=2.0) == 256
+    assert prefill_chunk(1000, 256, time_left_ms=math.inf, ms_per_token=None) == 256
 
 
 def test_under_a_deadline_a_chunk_fits_the_time_left():

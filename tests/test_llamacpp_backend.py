@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -160,6 +161,19 @@ def test_prefill_interrupted_by_the_deadline_keeps_its_progress(gemma_backend):
     assert first.stop_reason == "deadline" and first.text == ""
     second = gemma_backend.generate(GenerationRequest(PromptParts(tokens), max_tokens=4))
     assert second.timings.reused_tokens >= first.timings.evaluated_tokens > 0
+
+
+def test_an_infinite_deadline_reads_the_prompt_in_full_batches(gemma_backend):
+    # `ghostfill complete` and doctor pass now + inf when no budget is asked for, and so does
+    # the HumanEval harness: the prompt is read as without a deadline, not cut to nothing.
+    gemma_backend._truncate_cache(0)
+    tokens = prompt(gemma_backend, SOURCE[:3000])
+    result = gemma_backend.generate(
+        GenerationRequest(PromptParts(tokens), max_tokens=4,
+                          deadline=time.monotonic() + math.inf)
+    )
+    assert result.stop_reason != "deadline"
+    assert result.timings.evaluated_tokens == len(tokens) and result.timings.generated_tokens
 
 
 def test_truncated_gguf_is_a_clear_error(gemma_path, tmp_path):
