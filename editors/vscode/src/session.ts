@@ -87,6 +87,8 @@ export class Session implements vscode.Disposable {
   private lastSelected: { key: string; text: string } | undefined;
   /** The document version a ghostfill/suggestionReady re-request is for. */
   private readyKey: string | undefined;
+  /** Set until VS Code makes the request our own re-trigger after suggestionReady causes. */
+  private retriggered: string | undefined;
 
   constructor(private readonly output: vscode.LogOutputChannel) {
     this.statusBar = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
@@ -234,6 +236,16 @@ export class Session implements vscode.Disposable {
           return undefined;
         }
         const started = Date.now();
+        const key = `${document.uri.toString()}@${document.version}`;
+        if (this.retriggered !== undefined && this.retriggered === key
+          && context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke) {
+          // Our re-trigger after suggestionReady (VS Code's trigger command is always
+          // explicit): the suggestion waits in the server's cache. Asked as a keystroke asks,
+          // it comes at once, alone; as an invoked request the server would first look for
+          // completion.choices of them. Alt+] asks VS Code for them anew.
+          context = { ...context, triggerKind: vscode.InlineCompletionTriggerKind.Automatic };
+        }
+        this.retriggered = undefined;
         const result = await this.inlineWithWordList(document, position, context, token, next);
         const items = Array.isArray(result) ? result : result?.items;
         // A latency is shown for suggestions, not for empty answers.
@@ -331,6 +343,7 @@ export class Session implements vscode.Disposable {
       return;
     }
     this.readyKey = `${doc.uri.toString()}@${doc.version}`;
+    this.retriggered = this.readyKey;
     await vscode.commands.executeCommand('editor.action.inlineSuggest.trigger');
   }
 
