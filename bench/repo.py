@@ -723,21 +723,36 @@ def report(args: argparse.Namespace, set_name: str, projects: list[Project],
     }
 
 
-def _tree() -> dict[str, Any]:
+def _tree(here: Path | None = None) -> dict[str, Any]:
     """The commit the run measured, and the files that differed from it (others' work in
     progress changes what a run measures)."""
-    here = Path(__file__).resolve().parent.parent
+    here = here or Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
-                                  timeout=30, check=False).stdout.strip()
+                                  timeout=30, check=False).stdout
         except OSError:
             return ""
 
-    return {"commit": git("rev-parse", "HEAD"),
-            "modified": [line[3:] for line in git("status", "--porcelain",
-                                                  "--untracked-files=no").splitlines()]}
+    return {"commit": git("rev-parse", "HEAD").strip(),
+            "modified": porcelain_paths(git("status", "--porcelain", "-z",
+                                            "--untracked-files=no"))}
+
+
+def porcelain_paths(status: str) -> list[str]:
+    """The paths in `git status --porcelain -z` output: "XY path" entries ended by NUL (no
+    quoting; never strip it, the first entry's X is often a space), a rename's or copy's
+    entry followed by its source path, which is skipped."""
+    paths: list[str] = []
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        paths.append(entry[3:])
+        if "R" in entry[:2] or "C" in entry[:2]:
+            next(entries, None)
+    return paths
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -108,6 +109,31 @@ def test_holes_are_lines_that_use_another_modules_names(tmp_path):
     assert picked == repo_holes.sample({"proj": holes}, 3, seed=7, per_file=3)
     assert len(picked) == 3 and len(set(picked)) == 3
     assert len(repo_holes.sample({"proj": holes}, 9, seed=7, per_file=2)) == 2
+
+
+def test_the_tree_names_every_modified_file_whole(tmp_path):
+    # `git status --porcelain` starts with the first file's status column (" M"): stripping
+    # the whole output took that space and the name's first letter with it.
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    names = ["alpha.py", "beta.py", "name with spaces.py", "zeta.py"]
+    for name in names:
+        (tmp_path / name).write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    for name in names[:3]:
+        (tmp_path / name).write_text("x = 2\n")
+    git("add", "beta.py")
+    git("mv", "zeta.py", "omega.py")
+    (tmp_path / "untracked.py").write_text("")
+    tree = repo._tree(tmp_path)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert tree["commit"] == head
+    assert sorted(tree["modified"]) == sorted([*names[:3], "omega.py"])
 
 
 def test_scores():
