@@ -11,6 +11,9 @@ the text (window, template, stop rules and post-processing included). Configurat
   * `pipeline`: ghostfill as the editor runs it.
   * `pipeline-no-<filter>`: the pipeline with one post-processing filter switched off
     (`disabled_filters`), to see what each filter is worth.
+  * `pipeline-suffix-before`, `pipeline-suffix-<n>-lines`, `pipeline-no-suffix`: the pipeline
+    with `completion.suffixLayout` "before-prefix" (the whole suffix window, or its first n
+    lines) or "none": where a model without FIM tokens sees the code after the cursor (#18).
   * `pipeline-mid-line`: the pipeline as it was before insertions before code (#18): a cursor
     in the leading whitespace of a line that holds code is treated as a cursor inside that
     line (one line, no line break; with `multiline="auto"` exactly the old behaviour). In the
@@ -77,6 +80,16 @@ RAW, PIPELINE, ABLATION = "raw", "pipeline", "pipeline-no-"
 ONE_TRY = "pipeline-one-try"
 #: The pipeline without the handling of insertions before code (see the module docstring).
 MID_LINE = "pipeline-mid-line"
+#: The pipeline with other settings, side by side with `pipeline` in one run: where a model
+#: without FIM tokens sees the suffix (`completion.suffixLayout`, issue #18).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "pipeline-suffix-before": {"completion": {"suffix_layout": "before-prefix"}},
+    "pipeline-suffix-8-lines": {"completion": {"suffix_layout": "before-prefix"},
+                                "context": {"suffix_block_lines": 8}},
+    "pipeline-suffix-3-lines": {"completion": {"suffix_layout": "before-prefix"},
+                                "context": {"suffix_block_lines": 3}},
+    "pipeline-no-suffix": {"completion": {"suffix_layout": "none"}},
+}
 SINGLE_MAX_TOKENS, MULTI_MAX_TOKENS = 64, 128
 PASS_MARK = "__ghostfill_check_passed__"
 CHUNK = 10  # tasks per turn of each configuration (see generate_all)
@@ -91,7 +104,8 @@ def default_results_dir() -> Path:
 
 
 def all_configs() -> list[str]:
-    return [RAW, PIPELINE, ONE_TRY, MID_LINE, *(ABLATION + name for name, _ in FILTERS)]
+    return [RAW, PIPELINE, ONE_TRY, MID_LINE, *VARIANTS,
+            *(ABLATION + name for name, _ in FILTERS)]
 
 
 def parse_configs(spec: str) -> list[str]:
@@ -395,8 +409,12 @@ def _generate_chunks(engine: Any, tasks: list[Task], options: Options, log: Log,
         passes.append((ONE_TRY, frozenset()))
     if MID_LINE in options.configs:
         passes.append((MID_LINE, frozenset()))
-    one_try = engine.with_config(engine.config.updated({"completion": {"alternatives": 0}})) \
-        if ONE_TRY in options.configs else engine
+    engines = {name: engine.with_config(engine.config.updated(update))
+               for name, update in VARIANTS.items() if name in options.configs}
+    passes += [(name, frozenset()) for name in engines]
+    if ONE_TRY in options.configs:
+        engines[ONE_TRY] = engine.with_config(
+            engine.config.updated({"completion": {"alternatives": 0}}))
     if options.ablation_mode == "rerun":
         passes += [(c, frozenset({c.removeprefix(ABLATION)})) for c in ablations]
     started = time.monotonic()
@@ -410,7 +428,7 @@ def _generate_chunks(engine: Any, tasks: list[Task], options: Options, log: Log,
                 if config == RAW:
                     attempts = {"": run_raw(engine, task, options)}
                 else:
-                    attempts = run_pipeline(one_try if config == ONE_TRY else engine, task,
+                    attempts = run_pipeline(engines.get(config, engine), task,
                                             options, derived if config == PIPELINE else [],
                                             disabled, mid_line=config == MID_LINE)
                 for key, attempt in attempts.items():

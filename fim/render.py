@@ -75,9 +75,29 @@ def overhead_tokens(template: FimTemplate, tokenizer: Tokenizer) -> int:
     return len(empty.tokens)
 
 
+#: What the header of the suffix block says after the document's path (`after_cursor_header`).
+AFTER_CURSOR = "(after the cursor)"
+
+
+def after_cursor_header(path: str, comment: str | None) -> str:
+    """The comment line over the suffix block of a prefix-only prompt."""
+    mark = comment or "//"
+    return f"{mark} {path} {AFTER_CURSOR}\n" if path else f"{mark} {AFTER_CURSOR}\n"
+
+
 def _context_parts(template: FimTemplate, tokenizer: Tokenizer,
                    files: Sequence[tuple[str, str]], path: str,
-                   comment: str | None) -> list[PromptPart]:
+                   comment: str | None, suffix_block: str = "") -> list[PromptPart]:
+    if suffix_block and not template.is_fim:
+        # The code after the cursor, shown to a model without FIM tokens the way a snippet of
+        # another file is: before the prefix, under its own path comment, so that it stays the
+        # same while the user types at the cursor (only the prompt's tail changes).
+        mark = comment or "//"
+        blocks = [f"{mark} {name}\n{text}\n" for name, text in files]
+        top = "\n".join(blocks) + ("\n" if blocks else "") + after_cursor_header(path, comment)
+        return [_text(tokenizer, "context", top, None),
+                _text(tokenizer, "suffix", suffix_block, None),
+                _text(tokenizer, "context", f"\n{mark} {path}\n" if path else "\n", None)]
     if not files:
         return []
     sep = template.file_sep_token
@@ -105,16 +125,22 @@ def render_prompt(
     comment: str | None = "#",
     prefix_ids: Sequence[int] | None = None,
     suffix_ids: Sequence[int] | None = None,
+    suffix_block: str = "",
 ) -> Prompt:
     """`context_files` are (path, text) snippets of other files, placed before everything:
     with the family's file-separator token where it has one (StarCoder2, Qwen2.5-Coder),
-    otherwise as text under a path comment."""
+    otherwise as text under a path comment.
+
+    `suffix_block` (prefix-only templates; `completion.suffixLayout = "before-prefix"`): the
+    code after the cursor, placed after the snippets and before the prefix under the comment
+    `<path> (after the cursor)`; the prefix then follows under its own path comment. A FIM
+    template ignores it (its suffix goes where the family was trained to see it)."""
     if order not in template.orders:
         order = template.orders[0]
     parts: list[PromptPart] = []
     if tokenizer.add_bos and tokenizer.bos_id is not None:
         parts.append(PromptPart("bos", "", (tokenizer.bos_id,)))
-    ctx = _context_parts(template, tokenizer, context_files, path, comment)
+    ctx = _context_parts(template, tokenizer, context_files, path, comment, suffix_block)
     pre = _text(tokenizer, "prefix", prefix, prefix_ids)
     if not template.is_fim:
         parts += [*ctx, pre]

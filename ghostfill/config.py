@@ -23,6 +23,7 @@ FimOrder = Literal["auto", "psm", "spm"]
 Speculative = Literal["auto", "off", "prompt-lookup", "draft"]
 Device = Literal["auto", "cpu", "cuda"]
 EngineMode = Literal["shared", "private", "inprocess"]
+SuffixLayout = Literal["before-prefix", "none"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,11 @@ class ContextConfig:
     #: request uses the edited tree (positions right, structure of the edited lines old) and
     #: the parse is finished when the buffer goes idle.
     parse_budget_ms: float = 2.5
+    #: Cap on the suffix block of a prefix-only prompt (`completion.suffix_layout`); it gets
+    #: at most 1 - `prefix_share` of the window budget.
+    suffix_block_tokens: int = 512
+    #: Lines of the suffix block at most (the next lines after the cursor); 0: no cap.
+    suffix_block_lines: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,12 @@ class CompletionConfig:
     #: Automatic requests stay one suggestion: a second one would cost as much as the first.
     choices: int = 3
     temperature: float = 0.0
+    #: Where a model without FIM tokens (template "prefix-only") sees the code after the
+    #: cursor: "before-prefix" puts it before the prefix as a block of its own, under the
+    #: comment `<path> (after the cursor)` (like a snippet of another file; it stays the same
+    #: while the user types, so the KV cache holds); "none" shows the prefix alone. The
+    #: filters see the suffix either way. FIM templates place the suffix as trained.
+    suffix_layout: SuffixLayout = "none"
     #: Language ids for which completion is off (e.g. ["markdown", "plaintext"]).
     disabled_languages: tuple[str, ...] = ()
 
@@ -174,6 +186,8 @@ class Config:
             (self.context.psm_suffix_tokens >= 0, "context.psm_suffix_tokens must be >= 0"),
             (self.context.cross_file_tokens >= 0, "context.cross_file_tokens must be >= 0"),
             (self.context.parse_budget_ms > 0, "context.parse_budget_ms must be > 0"),
+            (self.context.suffix_block_tokens >= 0, "context.suffix_block_tokens must be >= 0"),
+            (self.context.suffix_block_lines >= 0, "context.suffix_block_lines must be >= 0"),
             (1 <= self.completion.max_tokens <= 4096, "completion.max_tokens must be 1..4096"),
             (self.completion.latency_budget_ms > 0, "completion.latency_budget_ms must be > 0"),
             (self.completion.invoked_budget_ms > 0, "completion.invoked_budget_ms must be > 0"),

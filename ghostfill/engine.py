@@ -31,12 +31,25 @@ from ghostfill.completion.tokenizer import decode
 from ghostfill.config import Config
 from ghostfill.errors import BackendError, InvalidPosition
 from ghostfill.fim import FimTemplate, Prompt, render_prompt, select_template
-from ghostfill.fim.render import overhead_tokens
+from ghostfill.fim.render import after_cursor_header, overhead_tokens
 
 log = logging.getLogger("ghostfill.engine")
 
 #: Filters skipped for a line cut short by the deadline: they judge finished statements.
 PARTIAL_LINE_SKIPS = frozenset({"syntax_validity", "dangling_block"})
+
+
+def suffix_block_text(suffix: str, max_lines: int = 0) -> str:
+    """The suffix block of a prefix-only prompt: the suffix window from its first line that
+    holds code (blank lines right after the cursor say nothing), at most `max_lines` lines
+    (0: all), ending with one line break; empty when there is no code after the cursor."""
+    lines = suffix.rstrip().split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if max_lines > 0:
+        lines = lines[:max_lines]
+    text = "\n".join(lines).rstrip()
+    return text + "\n" if text.strip() else ""
 
 
 @dataclass
@@ -182,16 +195,27 @@ class CompletionEngine:
         # In PSM order the suffix sits between the typed text and the answer: each keystroke
         # re-evaluates all of it, so it is kept short (bench/fim_order.py measures this).
         psm = self.template.is_fim and self.order == "psm"
+        comment = comment_prefix(grammar)
+        # A model without FIM tokens may see the suffix as a block before the prefix (#18): its
+        # tokens come out of the same budget, at most 1 - prefix_share of it, and its size
+        # must not follow the prefix's (the block would change on every keystroke).
+        block = not self.template.is_fim and cc.suffix_layout == "before-prefix" \
+            and ctx.suffix_block_tokens > 0
+        max_suffix = ctx.max_suffix_tokens
+        if psm:
+            max_suffix = min(ctx.max_suffix_tokens, ctx.psm_suffix_tokens)
+        elif block:
+            max_suffix = ctx.suffix_block_tokens
         budget = make_budget(
             self.context_length,
             cc.max_tokens,
             self.overhead,
             prefix_share=ctx.prefix_share,
-            max_suffix_tokens=min(ctx.max_suffix_tokens, ctx.psm_suffix_tokens) if psm
-            else ctx.max_suffix_tokens,
-            suffix_takes_unused=not psm,
-            suffix_used=self.template.is_fim,
-            reserved=head_reserve + (ctx.cross_file_tokens if use_cross or use_defs else 0),
+            max_suffix_tokens=max_suffix,
+            suffix_takes_unused=not psm and not block,
+            suffix_used=self.template.is_fim or block,
+            reserved=head_reserve + (ctx.cross_file_tokens if use_cross or use_defs else 0)
+            + (self._block_headers(path, comment) if block else 0),
         )
         boundaries = boundary_lines(syntax) if syntax.tree is not None else None
         window = build_window(text, offset, self.tokenizer, budget, boundaries=boundaries,
@@ -217,18 +241,27 @@ class CompletionEngine:
             anchor.decided_for = window.prefix_start
         head = anchor.head if anchor.head is not None else Head("", ())
         head_ids = self.tokenizer.encode(head.text) if head.text else []
-        prompt = render_prompt(
-            self.template,
-            self.tokenizer,
-            head.text + window.prefix,
-            window.suffix,
-            order=self.order,
-            context_files=[(s.path, s.text) for s in anchor.snippets],
-            path=path,
-            comment=comment_prefix(grammar),
-            prefix_ids=head_ids + window.prefix_ids,
-            suffix_ids=window.suffix_ids,
-        )
+        suffix_block = suffix_block_text(window.suffix, ctx.suffix_block_lines) if block else ""
+        while True:
+            prompt = render_prompt(
+                self.template,
+                self.tokenizer,
+                head.text + window.prefix,
+                window.suffix,
+                order=self.order,
+                context_files=[(s.path, s.text) for s in anchor.snippets],
+                path=path,
+                comment=comment,
+                prefix_ids=head_ids + window.prefix_ids,
+                suffix_ids=window.suffix_ids,
+                suffix_block=suffix_block,
+            )
+            # The block's tokens were counted apart from the text around them; the prompt as
+            # rendered must leave the answer its room, exactly (a line less until it does).
+            if not suffix_block or \
+                    len(prompt.tokens) <= self.context_length - cc.max_tokens:
+                break
+            suffix_block = suffix_block_text(suffix_block.rstrip("\n").rpartition("\n")[0], 0)
         scope = cursor_scope(syntax, offset)
         if multiline is None:
             multiline = self.multiline_at(scope)
@@ -263,6 +296,12 @@ class CompletionEngine:
         )
         return Prepared(window, prompt, stopper, filters, grammar, head,
                         snippets=list(anchor.snippets), path=path)
+
+    def _block_headers(self, path: str, comment: str | None) -> int:
+        """Tokens of the two path comments around a suffix block (see `render_prompt`)."""
+        mark = comment or "//"
+        return (len(self.tokenizer.encode(after_cursor_header(path, comment)))
+                + len(self.tokenizer.encode(f"\n{mark} {path}\n" if path else "\n")))
 
     def multiline_at(self, scope: CursorScope) -> bool:
         """Configuration first ("always"/"never"), else what the syntax at the cursor says."""
