@@ -100,11 +100,12 @@ class SuggestionCache:
             return []
         if not suffix.startswith(shown.suffix_head[: KEY_SUFFIX_CHARS // 4]):
             return []
-        if (not shown.partial and suffix[:KEY_SUFFIX_CHARS] == shown.suffix_head
+        if (shown.choices > 1 and not shown.partial
+                and suffix[:KEY_SUFFIX_CHARS] == shown.suffix_head
                 and prefix[-KEY_PREFIX_CHARS:] == shown.prefix_tail):
-            # Asked again where it is shown (VS Code asks again to show the next one): all
-            # of it, though a suggestion typed into is in no cache entry of this place. (A
-            # partial line is asked for again: its rest may be ready.)
+            # Several asked again where they are shown (VS Code asks again to show the next
+            # one): all of them, though what was typed into is in no cache entry of this
+            # place. (A single suggestion is looked up in the cache as before.)
             return list(shown.texts)
         rests: list[str] = []
         for text in shown.texts:
