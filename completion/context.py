@@ -83,6 +83,8 @@ class WindowAnchor:
     decided_for: int | None = None
     head: Head | None = None
     snippets: list[Snippet] = field(default_factory=list)
+    #: Edits in other files when the snippets were decided (`EditHistory.stamp`).
+    edits_seen: int = 0
     #: Token cache for the stable part of the prefix (text up to the end of the previous line).
     stable_text: str = ""
     stable_ids: list[int] = field(default_factory=list)

@@ -46,6 +46,10 @@ class Snippet:
     name: str = ""
     #: For a definition: whether the buffer mentions the name outside its import.
     used: bool = False
+    #: "edit" for a recent edit (`edits.py`: its text is rendered already), "" otherwise.
+    kind: str = ""
+    #: For an edit: its score (higher first).
+    rank: float = 0.0
 
     @property
     def key(self) -> tuple[str, int]:
@@ -123,12 +127,15 @@ class SnippetStore:
 def select_snippets(chunks: Iterable[Snippet], definitions: Sequence[Snippet],
                     current_path: str, local_text: str, cursor_text: str,
                     tokenizer: Tokenizer, max_tokens: int, *,
-                    window_text: str | None = None) -> list[Snippet]:
-    """Ring chunks and imported definitions for the prompt, within `max_tokens`.
+                    window_text: str | None = None,
+                    edits: Sequence[Snippet] = ()) -> list[Snippet]:
+    """Ring chunks, imported definitions and recent edits for the prompt, within `max_tokens`.
 
     Never a chunk of the current file or one much like the local window; never a definition
     whose signature line is already in the window (`window_text`, default `local_text`): the
     model sees it there. Definitions of one file are merged into one snippet (one path line).
+    Recent edits (`edits.candidates`, already filtered and scored) rank first, the best first,
+    and are placed last, nearest the code, the best last.
     """
     if max_tokens <= 0:
         return []
@@ -137,6 +144,8 @@ def select_snippets(chunks: Iterable[Snippet], definitions: Sequence[Snippet],
     window = local_text if window_text is None else window_text
     ranked: list[tuple[tuple[int, float], Snippet]] = []
     seen: set[tuple[str, int]] = set()
+    for snippet in edits:
+        ranked.append(((-1, -snippet.rank), snippet))
     for snippet in definitions:
         signature = _signature_line(snippet.text)
         if snippet.key in seen or (signature and signature in window):
@@ -161,6 +170,9 @@ def select_snippets(chunks: Iterable[Snippet], definitions: Sequence[Snippet],
     definition_paths: set[str] = set()
     for _, snippet in ranked:
         signature = _signature_line(snippet.text) if snippet.name else ""
+        if snippet.kind == "edit" and any(c.kind == "edit" and c.text == snippet.text
+                                          for c in chosen):
+            continue
         if signature and any(signature in c.text for c in chosen if not c.name):
             continue  # a chosen chunk already shows it
         merged = bool(snippet.name) and snippet.path in definition_paths
@@ -171,7 +183,8 @@ def select_snippets(chunks: Iterable[Snippet], definitions: Sequence[Snippet],
         used += cost
         if snippet.name:
             definition_paths.add(snippet.path)
-    return _merge_definitions(chosen)
+    others = _merge_definitions([s for s in chosen if s.kind != "edit"])
+    return others + [s for s in reversed(chosen) if s.kind == "edit"]
 
 
 def _signature_line(text: str) -> str:

@@ -16,8 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ghostfill.completion.context import WindowAnchor, line_starts
-from ghostfill.completion.crossfile import SnippetStore
+from ghostfill.completion.crossfile import Snippet, SnippetStore
 from ghostfill.completion.definitions import DefinitionIndex
+from ghostfill.completion.edits import Edit, EditHistory, for_request
 from ghostfill.completion.languages import language_for
 from ghostfill.completion.syntax import SyntaxDocument
 
@@ -74,7 +75,22 @@ class CompletionInput:
 @dataclass(frozen=True)
 class ContextSources:
     """Where context from outside the document comes from: other open buffers' recent edits
-    and the workspace's definitions of imported names."""
+    (the ring's chunks), the workspace's definitions of imported names, and the user's recent
+    edits (`history`, and `edits`: its view when the request was made)."""
 
     snippets: SnippetStore | None = None
     definitions: DefinitionIndex | None = None
+    history: EditHistory | None = None
+    edits: tuple[Edit, ...] = ()
+
+    def edits_for(self, uri: str, text: str, offset: int,
+                  window_text: str = "") -> list[Snippet]:
+        """The recent edits a request in `uri` at `offset` may show (`edits.candidates`)."""
+        if not self.edits:
+            return []
+        roots = self.definitions.roots if self.definitions is not None else ()
+        return for_request(self.edits, tuple(str(r) for r in roots), uri, text, offset,
+                           window_text)
+
+    def edits_stamp(self, uri: str) -> int:
+        return self.history.stamp(uri) if self.history is not None else 0

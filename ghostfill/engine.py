@@ -191,6 +191,15 @@ class CompletionEngine:
         # they apply even when this is the only one open.
         use_defs = (ctx.cross_file and ctx.import_definitions and definitions is not None
                     and definitions.applies(grammar, text))
+        # The user's recent edits in this workspace folder (`completion/edits.py`), never the
+        # one the cursor is in: cross-file context too (its budget, its reserve). Edits in
+        # other files since the context was decided decide it again (typing here does not).
+        use_edits = ctx.cross_file and ctx.recent_edits and sources is not None \
+            and bool(sources.edits_for(path, text, offset))
+        # -1: decided with recent edits off (switching them on or off decides again).
+        edits_seen = (sources.edits_stamp(path) if sources is not None else 0) \
+            if ctx.recent_edits else -1
+        use_cross = use_cross or use_edits
         head_reserve = min(128, self.context_length // 16)
         # In PSM order the suffix sits between the typed text and the answer: each keystroke
         # re-evaluates all of it, so it is kept short (bench/fim_order.py measures this).
@@ -220,7 +229,8 @@ class CompletionEngine:
         boundaries = boundary_lines(syntax) if syntax.tree is not None else None
         window = build_window(text, offset, self.tokenizer, budget, boundaries=boundaries,
                               anchor=anchor, starts=starts)
-        if anchor.decided_for != window.prefix_start or anchor.head is None:
+        if anchor.decided_for != window.prefix_start or anchor.head is None \
+                or anchor.edits_seen != edits_seen:
             # Decided once per window start: changing them on a keystroke would invalidate the
             # KV cache from the head of the prompt on.
             head = head_for(syntax, text, starts, window.prefix_start)
@@ -234,11 +244,15 @@ class CompletionEngine:
                 if use_defs and definitions is not None:
                     found = [d.snippet() for d in definitions.lookup(text, grammar, path)]
                 chunks = snippets.chunks() if use_cross and snippets is not None else []
+                window_text = window.prefix + window.suffix
+                edits = sources.edits_for(path, text, offset, window_text) \
+                    if use_edits and sources is not None else []
                 anchor.snippets = select_snippets(
                     chunks, found, path, window.prefix[-4000:], "\n".join(cursor_line[-12:]),
                     self.tokenizer, ctx.cross_file_tokens,
-                    window_text=window.prefix + window.suffix)
+                    window_text=window_text, edits=edits)
             anchor.decided_for = window.prefix_start
+            anchor.edits_seen = edits_seen
         head = anchor.head if anchor.head is not None else Head("", ())
         head_ids = self.tokenizer.encode(head.text) if head.text else []
         suffix_block = suffix_block_text(window.suffix, ctx.suffix_block_lines) if block else ""

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ghostfill.backends.base import CancelToken
 from ghostfill.completion.crossfile import CHUNK_LINES, SnippetStore
 from ghostfill.completion.definitions import DefinitionIndex
+from ghostfill.completion.edits import EditHistory, place
+from ghostfill.completion.languages import comment_prefix
 from ghostfill.completion.scopes import cursor_scope
 from ghostfill.completion.snapshot import CompletionInput, ContextSources
 from ghostfill.lsp.cache import Suggestion, SuggestionCache, cache_key
@@ -62,6 +64,8 @@ class CompletionService:
         #: Imported definitions from the workspace; the server sets its roots at initialize.
         #: Without roots it finds nothing.
         self.definitions = DefinitionIndex()
+        #: The user's recent edits, per workspace folder (`record_edit`).
+        self.history = EditHistory()
         self.stats = stats
         self.cache = cache
         #: Called with (uri, version, offset) when a suggestion the budget could not wait for
@@ -79,7 +83,8 @@ class CompletionService:
 
     @property
     def sources(self) -> ContextSources:
-        return ContextSources(self.snippets, self.definitions)
+        return ContextSources(self.snippets, self.definitions, self.history,
+                              self.history.view())
 
     async def off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn` on the prepare worker."""
@@ -88,7 +93,11 @@ class CompletionService:
 
     async def prepare(self, engine: CompletionEngine, source: CompletionInput,
                       multiline: bool | None = None) -> Prepared:
-        return await self.off_loop(engine.prepare, source, self.sources, multiline=multiline)
+        prepared = await self.off_loop(engine.prepare, source, self.sources,
+                                       multiline=multiline)
+        self.stats.add(prompts=1,
+                       edits_shown=sum(s.kind == "edit" for s in prepared.snippets))
+        return prepared
 
     async def _multiline(self, engine: CompletionEngine, source: CompletionInput) -> bool:
         """The single/multi-line decision (part of the cache key) from the syntax at the
@@ -235,6 +244,14 @@ class CompletionService:
             session.snippet_line = line
             self.snippets.add_around(session.uri, session.doc.text, line)
 
+    def record_edit(self, session: DocumentSession, start: int, end: int, new_text: str) -> None:
+        """An edit the document is about to apply (code-point offsets), for the history."""
+        doc = session.doc
+        workspace, label = place(doc.uri, tuple(str(r) for r in self.definitions.roots))
+        self.history.record(doc.uri, doc.text, doc.starts, start, end, new_text,
+                            workspace=workspace, label=label,
+                            comment=comment_prefix(doc.syntax_grammar))
+
     def forget(self, session: DocumentSession) -> None:
         """The document closed: its session's work stops (its snippets stay, as context for
         the files still open)."""
@@ -360,6 +377,7 @@ class CompletionService:
     def sizes(self) -> dict[str, int]:
         """What the service holds across documents (`ghostfill/stats`, `held`)."""
         return {"cache": len(self.cache), "snippets": len(self.snippets),
+                "edits": len(self.history),
                 "background_tasks": len(self._tasks)}
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -507,10 +507,12 @@ def did_change(ls: GhostfillServer, params: types.DidChangeTextDocumentParams) -
                               "when it is reopened")
                 return
             ls.feedback.edited(doc, min(start, end), max(start, end), change.text)
+            ls.service.record_edit(session, min(start, end), max(start, end), change.text)
             session.edit(min(start, end), max(start, end), change.text)
             ls.service.edited(session, r.start.line)
         else:
             ls.feedback.forget(doc.uri)
+            ls.service.history.forget(doc.uri)
             session.replace_all(change.text, params.text_document.version)
     doc.version = params.text_document.version
     ls.edit_count += 1

@@ -44,6 +44,9 @@ class Stats:
     engine_restored: int = 0
     engine_failing: int = 0
     engine_notice: int = 0
+    #: Prompts prepared, and the recent edits they showed (`context.recentEdits`).
+    prompts: int = 0
+    edits_shown: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -72,6 +75,7 @@ class Stats:
                 "suggestions": {"shown": self.shown, "accepted": self.accepted,
                                 "partial": self.partial, "partial_joined": self.partial_joined,
                                 "late": self.late, "ready_sent": self.ready_sent},
+                "context": {"prompts": self.prompts, "edits_shown": self.edits_shown},
                 "engine": {"lost": self.engine_lost, "restored": self.engine_restored,
                            "failing": self.engine_failing, "notice": self.engine_notice},
             }

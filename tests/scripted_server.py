@@ -15,7 +15,8 @@ on a real model. The script is JSON:
      "hold_load": "/path",   # optional: the model's load ends once this file exists
      "warm_hold": "/path"}   # optional: documents' warm-ups wait for it (or a cancel)
 
-Each request appends a line to `<script>.log` with the request's prompt tail when it starts
+Each request appends a line to `<script>.log` with the request's prompt tail, its cross-file
+context ((path, text) pairs) and its size in tokens when it starts
 and one with its stop reason when it ends, so a test can see what reached the model and how
 it ended. Tokens come from a real vocabulary (StarCoder's, which has FIM
 tokens), so prompts are rendered as for a real FIM model.
@@ -57,7 +58,9 @@ class ScriptedBackend:
         loop = TokenLoop(request, timings, tokenizer=self.tokenizer, limit=request.max_tokens)
         with open(f"{self.script}.log", "a") as log:
             tail = decode(self.tokenizer, request.tokens[-40:])
-            log.write(json.dumps({"prompt_tail": tail}) + "\n")
+            log.write(json.dumps({"prompt_tail": tail,
+                                  "context": [list(c) for c in request.prompt.context],
+                                  "prompt_tokens": len(request.tokens)}) + "\n")
         answer = self._answer(script, request.banned_first)
         # A resumed generation has the answer's first tokens at the end of its prompt.
         for done in range(min(len(answer), len(request.tokens)), 0, -1):
