@@ -48,6 +48,8 @@ PASSTHROUGH = [
      "several servers + one engine, recovery from kills"),
     ("repo", "repo", "holes in real packages that use another module's names: cross-file "
      "context off / ring / definitions / both"),
+    ("edits", "edit_replay", "commit replay: a commit's earlier hunks as the user's edits, a "
+     "line of a later hunk asked; recent edits as context off / on"),
 ]
 
 
