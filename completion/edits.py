@@ -229,10 +229,13 @@ def render(edit: Edit, style: str = "after") -> str:
 
 
 def for_request(edits: Sequence[Edit], roots: tuple[str, ...], uri: str, text: str,
-                offset: int, window_text: str = "") -> list[Snippet]:
-    """`candidates` for a request in `uri` (its text, the cursor at `offset`)."""
+                offset: int, window_text: str = "",
+                starts: Sequence[int] | None = None) -> list[Snippet]:
+    """`candidates` for a request in `uri` (its text, the cursor at `offset`; `starts`: the
+    text's line starts, which spare counting lines on every keystroke)."""
     workspace, _ = place(uri, roots)
-    cursor_line = text.count("\n", 0, offset)
+    cursor_line = bisect.bisect_right(starts, offset) - 1 if starts is not None \
+        else text.count("\n", 0, offset)
     cursor_text = "\n".join(text[:offset].rsplit("\n", 12)[-12:])
     return candidates(edits, uri, workspace, cursor_line, window_text, cursor_text)
 

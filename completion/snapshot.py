@@ -83,14 +83,14 @@ class ContextSources:
     history: EditHistory | None = None
     edits: tuple[Edit, ...] = ()
 
-    def edits_for(self, uri: str, text: str, offset: int,
-                  window_text: str = "") -> list[Snippet]:
+    def edits_for(self, uri: str, text: str, offset: int, window_text: str = "",
+                  starts: list[int] | None = None) -> list[Snippet]:
         """The recent edits a request in `uri` at `offset` may show (`edits.candidates`)."""
         if not self.edits:
             return []
         roots = self.definitions.roots if self.definitions is not None else ()
         return for_request(self.edits, tuple(str(r) for r in roots), uri, text, offset,
-                           window_text)
+                           window_text, starts)
 
     def edits_stamp(self, uri: str) -> int:
         return self.history.stamp(uri) if self.history is not None else 0

@@ -195,7 +195,7 @@ class CompletionEngine:
         # one the cursor is in: cross-file context too (its budget, its reserve). Edits in
         # other files since the context was decided decide it again (typing here does not).
         use_edits = ctx.cross_file and ctx.recent_edits and sources is not None \
-            and bool(sources.edits_for(path, text, offset))
+            and bool(sources.edits_for(path, text, offset, starts=starts))
         # -1: decided with recent edits off (switching them on or off decides again).
         edits_seen = (sources.edits_stamp(path) if sources is not None else 0) \
             if ctx.recent_edits else -1
@@ -245,7 +245,7 @@ class CompletionEngine:
                     found = [d.snippet() for d in definitions.lookup(text, grammar, path)]
                 chunks = snippets.chunks() if use_cross and snippets is not None else []
                 window_text = window.prefix + window.suffix
-                edits = sources.edits_for(path, text, offset, window_text) \
+                edits = sources.edits_for(path, text, offset, window_text, starts) \
                     if use_edits and sources is not None else []
                 anchor.snippets = select_snippets(
                     chunks, found, path, window.prefix[-4000:], "\n".join(cursor_line[-12:]),
