@@ -43,6 +43,8 @@ GAP_LINES = 1
 CONTEXT_LINES = 2
 #: Lines of an edit shown at most (its new lines; the removed ones count too in "diff" style).
 MAX_SHOWN_LINES = 14
+#: Lines a region may hold and still grow (see `EditHistory.record`).
+MAX_REGION_LINES = 200
 #: Edits offered to one request at most (the budget decides how many fit).
 MAX_CANDIDATES = 3
 #: How an edit is shown: "after" (its lines as they are now, under a comment line) or "diff"
@@ -113,6 +115,12 @@ class EditHistory:
         last = bisect.bisect_right(starts, end) - 1
         ours = [e for e in self._edits if e.uri == uri]
         near = [e for e in ours if e.line - GAP_LINES <= last and first <= e.end - 1 + GAP_LINES]
+        # A region grown past `MAX_REGION_LINES` (a large paste) is not grown further, which
+        # would cost its whole size per keystroke: changed again, it is forgotten.
+        big = [e for e in near if max(len(e.after), len(e.before)) > MAX_REGION_LINES]
+        if big:
+            self._edits = [e for e in self._edits if e not in big]
+            near = [e for e in near if e not in big]
         lo = min([first] + [e.line for e in near])
         hi = max([last + 1] + [e.end for e in near])  # exclusive, in the current text
         lines_now = _lines(text, starts, lo, hi)

@@ -227,3 +227,13 @@ async def test_an_edit_in_another_open_file_reaches_the_model_within_budget_unti
     await inline(client, APP_URI, 4, len("    return Invoice(n, n"))
     assert len([entry for entry in engine_log() if "prompt_tail" in entry]) > asked
     assert not [text for _, text in last_context() if "recent edit" in text]
+
+
+def test_a_large_paste_is_not_grown_keystroke_by_keystroke():
+    h = EditHistory()
+    doc = Doc(h, "file:///w/big.py", "x = 1\n")
+    doc.change(0, 0, "".join(f"v{i} = {i}\n" for i in range(500)))
+    assert len(h.view(now=doc.now)[0].after) == 501
+    doc.type(len("v0 = 0"), "0")  # inside the pasted region: it is forgotten, this one kept
+    [edit] = h.view(now=doc.now)
+    assert edit.after == ("v0 = 00",) and edit.before == ("v0 = 0",)
