@@ -119,8 +119,9 @@ class EditHistory:
         # would cost its whole size per keystroke: changed again, it is forgotten.
         big = [e for e in near if max(len(e.after), len(e.before)) > MAX_REGION_LINES]
         if big:
-            self._edits = [e for e in self._edits if e not in big]
-            near = [e for e in near if e not in big]
+            gone = {id(e) for e in big}
+            self._edits = [e for e in self._edits if id(e) not in gone]
+            near = [e for e in near if id(e) not in gone]
         lo = min([first] + [e.line for e in near])
         hi = max([last + 1] + [e.end for e in near])  # exclusive, in the current text
         lines_now = _lines(text, starts, lo, hi)
@@ -142,9 +143,10 @@ class EditHistory:
         self._seq += 1
         edit = Edit(uri, workspace, lo, tuple(before), tuple(after), tuple(above), tuple(below),
                     now, self._seq, comment or "#", label or near[0].label if near else label)
+        merged = {id(e) for e in near}
         kept: list[Edit] = []
         for e in self._edits:
-            if e in near:
+            if id(e) in merged:
                 continue
             if e.uri == uri and e.line >= hi:
                 e = replace(e, line=e.line + delta)
