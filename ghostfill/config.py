@@ -80,8 +80,10 @@ class ContextConfig:
     #: JavaScript/TypeScript relative imports); off without a workspace root.
     import_definitions: bool = True
     #: The user's recent edits in the workspace folder (not the one at the cursor): where and
-    #: what changed, within `cross_file_tokens` (`completion/edits.py`).
-    recent_edits: bool = True
+    #: what changed, within `cross_file_tokens` (`completion/edits.py`). Off by default: on
+    #: the commit replay (`ghostfill bench edits`, docs/benchmarks.md) it did not help the
+    #: default model.
+    recent_edits: bool = False
     #: Time a request may spend reparsing the buffer. An edit that breaks the syntax far
     #: around it can cost 10-20 ms to reparse in a 10,000-line file; past the budget the
     #: request uses the edited tree (positions right, structure of the edited lines old) and

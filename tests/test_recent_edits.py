@@ -147,8 +147,8 @@ def test_place_names_a_file_by_its_innermost_workspace_folder(tmp_path):
 def test_an_edit_in_another_file_reaches_the_prompt_within_the_budget_and_the_switch(
         gemma_backend):
     """Through `CompletionEngine.prepare`: another file's edit is in the prompt, counted in the
-    cross-file budget; `context.recentEdits: false` leaves it out; an edit elsewhere decides
-    the sticky context again, typing at the cursor does not."""
+    cross-file budget; `context.recentEdits: false` (the default) leaves it out; an edit
+    elsewhere decides the sticky context again, typing at the cursor does not."""
     h = EditHistory()
     models = Doc(h, "file:///w/models.py", MODELS, label="models.py")
     at = models.text.index("lines):")
@@ -165,7 +165,7 @@ def test_an_edit_in_another_file_reaches_the_prompt_within_the_budget_and_the_sw
             <= engine.context_length
         return prepared.prompt.display()
 
-    on = Config().updated({"context": {"crossFileTokens": 64}})
+    on = Config().updated({"context": {"crossFileTokens": 64, "recentEdits": True}})
     anchor = WindowAnchor()
     shown = prepare(on, anchor)
     assert "# models.py\n# recent edit\n" in shown
@@ -175,6 +175,7 @@ def test_an_edit_in_another_file_reaches_the_prompt_within_the_budget_and_the_sw
                                         WindowAnchor())
     off = on.updated({"context": {"recentEdits": False}})
     assert "recent edit" not in prepare(off, WindowAnchor())
+    assert "recent edit" not in prepare(Config(), WindowAnchor())  # off by default
     # Typing here keeps the decision; a new edit in models.py makes a new one.
     assert "self.currency" not in prepare(on, anchor, text + "'E")
     end = models.text.index("self.lines = lines") + len("self.lines = lines")
@@ -191,7 +192,8 @@ APP = "from models import Invoice\n\n\ndef make(n):\n    return Invoice(n, "
 
 @pytest_lsp.fixture(config=SCRIPTED)
 async def scripted(lsp_client: LanguageClient):
-    await start(lsp_client, {**OPTIONS, "context": {"crossFileTokens": 128}})
+    await start(lsp_client, {**OPTIONS, "context": {"crossFileTokens": 128,
+                                                     "recentEdits": True}})
     yield
     await lsp_client.shutdown_session()
 
