@@ -86,8 +86,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pipeline-suffix-before": {"completion": {"suffix_layout": "before-prefix"}},
     "pipeline-suffix-8-lines": {"completion": {"suffix_layout": "before-prefix"},
                                 "context": {"suffix_block_lines": 8}},
-    "pipeline-suffix-3-lines": {"completion": {"suffix_layout": "before-prefix"},
-                                "context": {"suffix_block_lines": 3}},
     "pipeline-no-suffix": {"completion": {"suffix_layout": "none"}},
 }
 SINGLE_MAX_TOKENS, MULTI_MAX_TOKENS = 64, 128
