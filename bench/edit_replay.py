@@ -20,7 +20,9 @@ Conditions, side by side on the same holes, each with a fresh server per hole:
 
 - `off`: `context.recentEdits: false` (the ring and the definitions as the product has them);
 - `after`: recent edits on, each shown as its lines are now, under `# recent edit`;
-- `diff`: recent edits on, the removed lines shown first as comments.
+- `diff`: recent edits on, the removed lines shown first as comments;
+- `plain`: recent edits on, their lines under the file's path comment only (no
+  `# recent edit` line).
 
     ghostfill bench edits --repo /work/.mirror/pallets+click/repo --holes 30 --set tune
     python -m ghostfill.bench.edit_replay --repo A --repo B --conditions off,after
@@ -54,6 +56,7 @@ CONDITIONS: dict[str, tuple[dict[str, Any], str]] = {
     "off": ({"context": {"recentEdits": False}}, "after"),
     "after": ({"context": {"recentEdits": True}}, "after"),
     "diff": ({"context": {"recentEdits": True}}, "diff"),
+    "plain": ({"context": {"recentEdits": True}}, "plain"),
 }
 #: Commits considered per repository (newest first), and their size.
 MAX_COMMITS = 1500
@@ -367,7 +370,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
     names = list(summary)
     metrics = [("exact match", "exact_share"), ("edit similarity", "edit_similarity"),
                ("identifier EM", "identifier_em"), ("identifier F1", "identifier_f1")]
-    colors = {"off": "#7f7f7f", "after": "#1f77b4", "diff": "#2ca02c"}
+    colors = {"off": "#7f7f7f", "after": "#1f77b4", "diff": "#2ca02c", "plain": "#ff7f0e"}
     fig, ax = plt.subplots(figsize=(9, 4.6), dpi=110)
     width = 0.8 / max(1, len(names))
     for j, name in enumerate(names):

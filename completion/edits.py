@@ -47,9 +47,10 @@ MAX_SHOWN_LINES = 14
 MAX_REGION_LINES = 200
 #: Edits offered to one request at most (the budget decides how many fit).
 MAX_CANDIDATES = 3
-#: How an edit is shown: "after" (its lines as they are now, under a comment line) or "diff"
-#: (also the removed lines, as comments). `GHOSTFILL_EDIT_STYLE` overrides it, for the
-#: benchmark that chose it (`bench/edit_replay.py`).
+#: How an edit is shown: "after" (its lines as they are now, under a comment line), "plain"
+#: (the same without the comment line) or "diff" (also the removed lines, as comments).
+#: `GHOSTFILL_EDIT_STYLE` overrides it, for the benchmark that compares them
+#: (`bench/edit_replay.py`).
 STYLE = os.environ.get("GHOSTFILL_EDIT_STYLE", "after")
 
 
@@ -227,7 +228,7 @@ def render(edit: Edit, style: str = "after") -> str:
         tail += 1
     new = after[head : len(after) - tail]
     old = before[head : len(before) - tail]
-    lines = [f"{mark} recent edit"]
+    lines = [] if style == "plain" else [f"{mark} recent edit"]
     removed = [line for line in old if line.strip()]
     if style == "diff" and removed:
         lines = [f"{mark} recent edit, replaced:",
@@ -235,7 +236,7 @@ def render(edit: Edit, style: str = "after") -> str:
                  f"{mark} with:"]
     above = [*edit.above, *after[:head]][-CONTEXT_LINES:]
     below = [*after[len(after) - tail :], *edit.below][:CONTEXT_LINES]
-    return "\n".join([*lines, *above, *new[:MAX_SHOWN_LINES], *below]).rstrip("\n")
+    return "\n".join([*lines, *above, *new[:MAX_SHOWN_LINES], *below]).strip("\n")
 
 
 def for_request(edits: Sequence[Edit], roots: tuple[str, ...], uri: str, text: str,

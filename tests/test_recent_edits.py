@@ -133,6 +133,9 @@ def test_diff_style_shows_the_removed_lines_as_comments():
                             "#     return sum(line.amount for line in invoice.lines)\n"
                             "# with:\n")
     assert "    return math.fsum(line.amount" in shown
+    # "plain": the lines alone, under the file's path comment the prompt gives every snippet.
+    assert render(h.view(now=doc.now)[0], "plain") == (
+        "def total(invoice):\n    return math.fsum(line.amount for line in invoice.lines)")
 
 
 def test_place_names_a_file_by_its_innermost_workspace_folder(tmp_path):
