@@ -11,7 +11,7 @@ the text (window, template, stop rules and post-processing included). Configurat
   * `pipeline`: ghostfill as the editor runs it.
   * `pipeline-no-<filter>`: the pipeline with one post-processing filter switched off
     (`disabled_filters`), to see what each filter is worth.
-  * `pipeline-suffix-before`, `pipeline-suffix-<n>-lines`, `pipeline-no-suffix`: the pipeline
+  * `pipeline-suffix-before`, `pipeline-suffix-<n>-lines`, `pipeline-suffix-none`: the pipeline
     with `completion.suffixLayout` "before-prefix" (the whole suffix window, or its first n
     lines) or "none": where a model without FIM tokens sees the code after the cursor (#18).
   * `pipeline-mid-line`: the pipeline as it was before insertions before code (#18): a cursor
@@ -86,7 +86,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pipeline-suffix-before": {"completion": {"suffix_layout": "before-prefix"}},
     "pipeline-suffix-8-lines": {"completion": {"suffix_layout": "before-prefix"},
                                 "context": {"suffix_block_lines": 8}},
-    "pipeline-no-suffix": {"completion": {"suffix_layout": "none"}},
+    "pipeline-suffix-none": {"completion": {"suffix_layout": "none"}},
 }
 SINGLE_MAX_TOKENS, MULTI_MAX_TOKENS = 64, 128
 PASS_MARK = "__ghostfill_check_passed__"

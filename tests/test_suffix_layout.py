@@ -167,3 +167,14 @@ def test_an_answer_repeating_the_suffix_first_line_is_dropped():
     # A multi-line answer that runs into the suffix is cut where it starts repeating it.
     ctx = _filters(prefix + "    ", "\n    return y\n", multiline=True)
     assert postprocess("y = y * 2\n    return y", ctx) == "y = y * 2"
+
+
+def test_bench_layout_configurations_are_not_filter_ablations():
+    """`pipeline-no-<filter>` names an ablation; a layout configuration must not look like one
+    (its attempts would be counted twice)."""
+    from ghostfill.bench.humaneval import ABLATION, VARIANTS, all_configs, parse_configs
+
+    assert VARIANTS and not any(name.startswith(ABLATION) for name in VARIANTS)
+    assert set(VARIANTS) <= set(all_configs())
+    assert not set(VARIANTS) & set(parse_configs("ablations"))
+    assert VARIANTS["pipeline-suffix-before"]["completion"]["suffix_layout"] == "before-prefix"
