@@ -190,7 +190,8 @@ def candidates(edits: Sequence[Edit], uri: str, workspace: str, cursor_line: int
 
     Left out: edits of other workspace folders, the region the cursor is in (or borders),
     edits undone, and edits of this file whose new lines `window_text` already shows (the
-    model sees them there)."""
+    model sees them there; only the "diff" style, which also shows what they replaced, keeps
+    them)."""
     near = words_of(cursor_text)
     style = style or STYLE
     scored: list[tuple[float, Snippet]] = []
@@ -203,7 +204,7 @@ def candidates(edits: Sequence[Edit], uri: str, workspace: str, cursor_line: int
             continue  # the cursor's own edit: the prefix holds it
         text = render(e, style)
         new = "\n".join(e.after).strip()
-        if same and (not new or new in window_text) and style == "after":
+        if same and (not new or new in window_text) and style != "diff":
             continue
         words = words_of("\n".join(e.after + e.before))
         score = 1.0 / (1 + age) + similarity(words, near) + (0.25 if same else 0.0)

@@ -119,8 +119,12 @@ def test_never_the_edit_the_cursor_is_in_nor_another_workspace_and_the_cursor_ra
     far = app.text.count("\n", 0, app.text.index("pass"))
     ranked = candidates(h.view(now=100), app.uri, "/w", far, "", "")
     assert [s.path for s in ranked][:2] == ["app.py", "models.py"]
-    assert [s.path for s in candidates(h.view(now=100), app.uri, "/w", far, app.text, "")] \
-        == ["models.py"]
+    for style in ("after", "plain"):
+        assert [s.path for s in candidates(h.view(now=100), app.uri, "/w", far, app.text, "",
+                                           style=style)] == ["models.py"]
+    # The diff style keeps it: the window does not show what the edit replaced.
+    assert [s.path for s in candidates(h.view(now=100), app.uri, "/w", far, app.text, "",
+                                       style="diff")][:1] == ["app.py"]
 
 
 def test_diff_style_shows_the_removed_lines_as_comments():
