@@ -165,6 +165,13 @@ def test_typing_through_keeps_the_ghost_text(report):
     _check(report, "through")
 
 
+def test_alt_bracket_cycles_through_several_suggestions(report):
+    """An explicit request gets up to `completion.choices` distinct items (#19); VS Code's own
+    Alt+] / Alt+[ move among them on screen."""
+    result = _check(report, "cycle")
+    assert len(set(result["seen"])) >= 2, result["seen"]
+
+
 def test_budget_cut_line_completes_without_typing(report):
     """`ghostfill.completion.latencyBudgetMs: 1` (the only setting changed, in the workspace):
     every first answer is empty, the line comes through ghostfill/suggestionReady."""

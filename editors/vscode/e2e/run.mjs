@@ -47,7 +47,8 @@ const artifacts = path.resolve(env.ARTIFACTS ?? path.join(root, 'tests', 'artifa
 const work = env.E2E_WORK ? path.resolve(env.E2E_WORK)
   : fs.mkdtempSync(path.join(os.tmpdir(), 'ghostfill-vscode-e2e-'));
 const trace = env.E2E_TRACE === '1';
-const ALL_CASES = ['status', 'ghost', 'tab', 'word', 'fim', 'through', 'budget', 'death'];
+const ALL_CASES = ['status', 'ghost', 'tab', 'word', 'fim', 'through', 'cycle', 'budget',
+  'death'];
 const wanted = env.E2E_CASES ? env.E2E_CASES.split(',').map((s) => s.trim()) : ALL_CASES;
 const MODEL_TIMEOUT_MS = 240000;
 const GHOST_TIMEOUT_MS = 60000;
@@ -172,6 +173,7 @@ const stats = fs.readFileSync(path.join(root, 'examples', 'stats.py'), 'utf8');
 fs.writeFileSync(path.join(ws, 'stats.py'), stats);
 fs.writeFileSync(path.join(ws, 'fim_stats.py'), stats);
 fs.writeFileSync(path.join(ws, 'through_stats.py'), stats);
+fs.writeFileSync(path.join(ws, 'cycle_stats.py'), stats);
 fs.writeFileSync(path.join(ws, 'budget_stats.py'), stats.replace(/\n {4}\n?$/, '\n') + [
   '',
   '',
@@ -600,6 +602,41 @@ const cases = {
     return { ok: steps.length > 0 && steps.every((st) => st.ghost.trim() !== ''),
       why: `typing through the ghost text "${seen.shown}" should keep it on screen: `
         + JSON.stringify(steps.map((st) => [st.typed, st.ghost])), seen, steps, screenshot };
+  },
+
+  /** (6b) Several suggestions: an explicit request (Trigger Inline Suggestion) gets the
+   * server's distinct items, and VS Code's own Alt+] / Alt+[ cycle among them. */
+  async cycle() {
+    await openFile('cycle_stats.py');
+    const lines = fs.readFileSync(path.join(ws, 'cycle_stats.py'), 'utf8').split('\n');
+    await gotoLineEnd(lines.length - (lines[lines.length - 1] === '' ? 1 : 0));
+    await page.keyboard.type('m', { delay: 80 });
+    await press('Escape');   // the word list, if quick suggestions opened it
+    await command('Trigger Inline Suggestion');
+    const first = await waitFor('ghost text', async () => {
+      const g = await ghost();
+      return g.shown.trim() ? g.shown : null;
+    }, GHOST_TIMEOUT_MS);
+    await sleep(1500);   // the item list settles (a cut line may still grow)
+    const start = (await ghost()).shown;
+    const seen = [start];
+    for (let i = 0; i < 3; i++) {
+      await press('Alt+]');
+      await sleep(700);
+      seen.push((await ghost()).shown);
+    }
+    await press('Alt+[');
+    await sleep(700);
+    const back = (await ghost()).shown;
+    const screenshot = await shot('cycle');
+    const distinct = [...new Set(seen.filter((t) => t.trim()))];
+    await press('Escape');
+    // Alt+] moves to another suggestion; three presses come round again (at most 3 items:
+    // completion.choices); Alt+[ steps back to the one before.
+    return { ok: distinct.length >= 2 && seen[1] !== seen[0] && back === seen[2],
+      why: `Alt+] should show the server's other suggestions and Alt+[ go back: seen `
+        + `${JSON.stringify(seen)}, back ${JSON.stringify(back)}`,
+      first, seen, back, screenshot };
   },
 
   /** (7) The server killed by a signal: the user is told, and the server comes back. */
