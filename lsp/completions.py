@@ -236,6 +236,17 @@ class CompletionService:
         self.stats.latency((time.monotonic() - created) * 1000)
         return Answer(text, source, multiline, partial, alternatives=alternatives)
 
+    @staticmethod
+    def withheld(session: DocumentSession, kept: list[str]) -> None:
+        """Only `kept` of the answer reached the editor (the others were left out after it,
+        e.g. a suggestion the user just typed over at that place): the shown suggestion is
+        what the editor shows, so typing never continues one it never saw."""
+        shown = session.shown
+        if shown is None:
+            return
+        session.shown = replace(shown, text=kept[0], alternatives=tuple(kept[1:])) \
+            if kept else None
+
     # -- cross-file snippets ---------------------------------------------------------------
     def edited(self, session: DocumentSession, line: int) -> None:
         """Remember the chunk around an edit once the user has moved to another region."""

@@ -636,6 +636,7 @@ async def inline_completion(
     if not answer.text:
         return types.InlineCompletionList(items=[])
     items: list[types.InlineCompletionItem] = []
+    texts: list[str] = []
     inserts: set[str] = set()
     for text in (answer.text, *answer.alternatives):
         if len(items) >= shown:
@@ -650,6 +651,7 @@ async def inline_completion(
         if insert in inserts:  # distinct as the editor inserts them
             continue
         inserts.add(insert)
+        texts.append(text)
         items.append(types.InlineCompletionItem(
             insert_text=insert,
             range=replace_range,
@@ -657,8 +659,11 @@ async def inline_completion(
                                   arguments=[answer.source]),
         ))
     # Ids for the feedback notifications; a suggestion the user just typed over stays out.
-    items = ls.feedback.offer(doc, items, params.position, lambda p: ls.offset(doc, p))
-    return types.InlineCompletionList(items=items)
+    kept = ls.feedback.offer(doc, items, params.position, lambda p: ls.offset(doc, p))
+    if len(kept) < len(items):
+        ls.service.withheld(asked.session, [text for item, text in zip(items, texts, strict=True)
+                                            if any(item is k for k in kept)])
+    return types.InlineCompletionList(items=kept)
 
 
 @server.feature(types.TEXT_DOCUMENT_COMPLETION,

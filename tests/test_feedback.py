@@ -144,15 +144,21 @@ async def test_a_rejected_suggestion_is_not_offered_again_at_its_place(client: L
     change(client, URI, 3, (1, 4), (1, 5), "")  # and deletes it again
     assert await inline(client, URI, 1, 4) == []
     assert (await feedback(client))["python"]["rejected"] == 1
+    # Left out, it is not on screen: typing its first letter does not bring back its rest
+    # (the rest of a suggestion the editor never showed).
+    change(client, URI, 4, (1, 4), (1, 4), ANSWER[0])
+    sources = [i.command.arguments[0] for i in await inline(client, URI, 1, 5) if i.command]
+    assert "type_through" not in sources, sources
+    change(client, URI, 5, (1, 4), (1, 5), "")
 
     # Following it (typing its first letter) is no rejection: after a backspace it is back.
     script("pass")
-    change(client, URI, 4, (1, 0), (1, 4), "  ")  # another place: two-space indent
+    change(client, URI, 6, (1, 0), (1, 4), "  ")  # another place: two-space indent
     [other] = await inline(client, URI, 1, 2)
     assert other.insert_text == "pass"
     show(client, other)
-    change(client, URI, 5, (1, 2), (1, 2), "p")
-    change(client, URI, 6, (1, 2), (1, 3), "")
+    change(client, URI, 7, (1, 2), (1, 2), "p")
+    change(client, URI, 8, (1, 2), (1, 3), "")
     [again] = await inline(client, URI, 1, 2)
     assert again.insert_text == "pass"
     assert (await feedback(client))["python"]["rejected"] == 1
