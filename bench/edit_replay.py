@@ -49,6 +49,7 @@ from typing import Any
 
 from ghostfill.bench.latency import _merge
 from ghostfill.bench.repo import Server, _tree, format_table, paired, score, summarize
+from ghostfill.bench.repo_holes import round_robin
 
 #: Each condition: its initializationOptions (merged over the base settings) and its
 #: `GHOSTFILL_EDIT_STYLE`.
@@ -210,12 +211,7 @@ def sample(found: dict[str, list[Hole]], count: int, seed: int) -> list[Hole]:
         pool = list(found[name])
         rng.shuffle(pool)
         queues.append(pool)
-    out: list[Hole] = []
-    while len(out) < count and any(queues):
-        for q in queues:
-            if q and len(out) < count:
-                out.append(q.pop(0))
-    return out
+    return round_robin(queues, count)
 
 
 # -- replay --------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 #: Packages of different styles, pinned. Tuned on: attrs (class decorators, src layout),
 #: click (a large src-layout package), itsdangerous (small), h11 (a state machine in private
@@ -337,7 +338,15 @@ def sample(holes_by_project: dict[str, list[Hole]], count: int, seed: int,
                 taken[hole.file] = taken.get(hole.file, 0) + 1
                 queue.append(hole)
         queues.append(queue)
-    out: list[Hole] = []
+    return round_robin(queues, count)
+
+
+T = TypeVar("T")
+
+
+def round_robin(queues: list[list[T]], count: int) -> list[T]:
+    """At most `count` items, one from each queue in turn, so each gets a fair share."""
+    out: list[T] = []
     while len(out) < count and any(queues):
         for queue in queues:
             if queue and len(out) < count:
