@@ -119,6 +119,9 @@ class GenerationRequest:
     #: filters rejected answers starting with them (whitespace first tokens are indentation,
     #: not a different answer). Honoured by the token-prompt backends, without drafts.
     banned_first: frozenset[int] = frozenset()
+    #: Nobody waits for this answer now (a warm-up, an answer finishing after its budget, a
+    #: prefetch): backends that can let keystrokes' requests go first (llama.cpp).
+    background: bool = False
 
     @property
     def tokens(self) -> list[int]:

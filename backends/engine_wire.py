@@ -35,7 +35,7 @@ from ghostfill.backends.base import (
 from ghostfill.errors import BackendError
 
 #: Bumped when a message changes meaning; the handshake refuses another protocol.
-PROTOCOL = 2
+PROTOCOL = 3
 #: The longest line either side accepts (a full-context prompt is far below this).
 MAX_LINE = 16 * 1024 * 1024
 
@@ -112,6 +112,7 @@ def request_to_wire(request: GenerationRequest) -> dict[str, Any]:
         "min_indent": request.min_indent,
         "banned_first": sorted(request.banned_first),
         "stream": request.on_text is not None,
+        "background": request.background,
     }
 
 
@@ -143,6 +144,7 @@ def request_from_wire(data: dict[str, Any], cancel: CancelToken,
         temperature=float(data.get("temperature") or 0.0),
         min_indent=data.get("min_indent"),
         banned_first=frozenset(int(t) for t in data.get("banned_first") or ()),
+        background=bool(data.get("background", False)),
     )
 
 

@@ -185,10 +185,23 @@ def choose_slots(bytes_per_slot: int, *, slots: int | None = None,
 PREFILL_MIN_CHUNK = 16
 #: Weight of the newest chunk in the prefill speed's moving average.
 PREFILL_SPEED_WEIGHT = 0.3
+#: Background reads (warm-ups, answers finishing after their budget) go in batches of about
+#: this long, so that a keystroke's request waits at most that for the model (see
+#: `LlamaCppBackend._step_aside`). On two cores 32-token batches cost ~10 % more per token
+#: than 256-token ones, which take ~800 ms late in a 2,048-token window.
+PREFILL_SLICE_MS = 100.0
+#: Slice length before this machine's prompt speed is measured.
+PREFILL_SLICE_TOKENS = 32
+#: While nobody has typed for this long, background reads take longer slices
+#: (`PREFILL_IDLE_SLICE_MS`, ~128 tokens: full speed) at the risk of making the first
+#: keystroke after the pause wait for one of them.
+TYPING_PAUSE_S = 1.0
+PREFILL_IDLE_SLICE_MS = 400.0
 
 
 def prefill_chunk(remaining: int, batch_size: int, *, time_left_ms: float | None,
-                  ms_per_token: float | None, min_chunk: int = PREFILL_MIN_CHUNK) -> int:
+                  ms_per_token: float | None, min_chunk: int = PREFILL_MIN_CHUNK,
+                  slice_ms: float | None = None) -> int:
     """How many prompt tokens to evaluate in the next batch.
 
     A batch cannot be interrupted: a cancel or a deadline is only seen between batches, and
@@ -198,6 +211,8 @@ def prefill_chunk(remaining: int, batch_size: int, *, time_left_ms: float | None
     chunks it evaluated stay cached for the next keystroke. Without a deadline (warming, or
     an infinite one: `ghostfill complete`, doctor, benchmarks without a budget) full batches
     are fastest; before the speed is measured, the smallest chunk is the safe guess.
+    `slice_ms` (background reads, which give way to keystrokes between batches) caps any
+    batch to about that long, deadline or not.
     """
     if time_left_ms is None or time_left_ms == math.inf:
         size = batch_size
@@ -205,6 +220,11 @@ def prefill_chunk(remaining: int, batch_size: int, *, time_left_ms: float | None
         size = min_chunk
     else:
         size = max(min_chunk, int(time_left_ms / ms_per_token))
+    if slice_ms is not None:
+        if ms_per_token is None or ms_per_token <= 0:
+            size = min(size, PREFILL_SLICE_TOKENS)
+        else:
+            size = min(size, max(min_chunk, int(slice_ms / ms_per_token)))
     return max(1, min(remaining, batch_size, size))
 
 
@@ -345,6 +365,10 @@ class LlamaCppBackend:
         self.tokenizer = LlamaCppTokenizer(self._llm, name=self.model_name)
         self._n_vocab = self._llm._model.n_vocab()
         self._lock = threading.Lock()
+        #: Interactive requests waiting for `_lock`, and the condition they are counted
+        #: under: background work steps aside for them (`_step_aside`).
+        self._waiting = 0
+        self._turn = threading.Condition()
         self._table = _SlotTable(self.slots)
         #: The slot of the request being served (the last one served, between requests).
         self._slot = self._table.take(None)[0]
@@ -353,6 +377,10 @@ class LlamaCppBackend:
         #: This machine's prompt speed, ms per token (moving average over prefill chunks);
         #: None until measured. Sizes the chunks read under a deadline (`prefill_chunk`).
         self.prefill_ms_per_token: float | None = None
+        #: Times background work gave the model to a waiting keystroke (`_step_aside`).
+        self.stepped_aside = 0
+        #: When the last interactive request ended (monotonic; -inf: never).
+        self.last_interactive = -math.inf
         #: Shift cached keys/values when the window start moves (see `_shift_window`).
         self.kv_shift = kv_shift
         self._shift_ok: bool | None = None
@@ -492,35 +520,92 @@ class LlamaCppBackend:
         return self._logits_at(-1)
 
     def _prefill(self, tokens: list[int], cancel: CancelToken | None,
-                 deadline: float | None) -> _Prefill:
+                 deadline: float | None, background: str | None = None) -> _Prefill:
         """Bring the current slot's cache to `tokens`.
 
         Chunks already evaluated stay in the cache when a cancel or deadline interrupts, so
         the next keystroke continues where this one stopped instead of starting over; under
-        a deadline the chunks are sized to the time left (`prefill_chunk`).
+        a deadline the chunks are sized to the time left (`prefill_chunk`). `background`
+        (the document of a warm-up or of an answer finishing after its budget): read in
+        short slices, stepping aside between them for any keystroke that waits.
         """
         shifted = self._shift_window(tokens) if self.kv_reuse and self.kv_shift else 0
-        reused = common_prefix(self._cached, tokens) if self.kv_reuse else 0
-        if reused == len(tokens):
-            reused -= 1  # the last token must be evaluated again to get its logits
-        self._truncate_cache(reused)
+        reused = self._resume_point(tokens)
         evaluated = 0
         pos = reused
         while pos < len(tokens):
             if cancel is not None and cancel.cancelled:
                 return _Prefill(reused, evaluated, False, shifted)
+            if background is not None and self._step_aside(background, cancel):
+                pos = self._resume_point(tokens)
+                continue
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 return _Prefill(reused, evaluated, False, shifted)
             size = prefill_chunk(
                 len(tokens) - pos, self.batch_size,
                 time_left_ms=None if deadline is None else (deadline - now) * 1000,
-                ms_per_token=self.prefill_ms_per_token)
+                ms_per_token=self.prefill_ms_per_token,
+                slice_ms=None if background is None else self._slice_ms(now))
             self._decode(tokens[pos : pos + size])
             self._note_speed(size, (time.monotonic() - now) * 1000)
             pos += size
             evaluated += size
         return _Prefill(reused, evaluated, True, shifted)
+
+    def _slice_ms(self, now: float) -> float:
+        """How long a background batch may take now: short while the user types."""
+        typing = now - self.last_interactive < TYPING_PAUSE_S
+        return PREFILL_SLICE_MS if typing else PREFILL_IDLE_SLICE_MS
+
+    def _resume_point(self, tokens: list[int]) -> int:
+        """Cut the slot's cache to what `tokens` can keep of it, and say how much that is (the
+        last token is evaluated again when all match: its logits are needed)."""
+        kept = min(common_prefix(self._cached, tokens), len(tokens) - 1) if self.kv_reuse else 0
+        self._truncate_cache(kept)
+        return kept
+
+    def _step_aside(self, document: str, cancel: CancelToken | None) -> bool:
+        """Background work gives the model to the keystrokes waiting for it, then takes it
+        back for `document` (whose slot they may have used, or taken: callers re-check the
+        cache). False when nobody waits. Called with `_lock` held; holds it again after.
+
+        Without it a warm-up or a late answer in another document (of this editor window or,
+        in a shared engine, of another one) makes every keystroke wait until it ends.
+        """
+        if not self._waiting:
+            return False
+        self._lock.release()
+        try:
+            with self._turn:
+                while self._waiting and not (cancel is not None and cancel.cancelled):
+                    self._turn.wait(0.05)
+        finally:
+            self._lock.acquire()
+        self._use_slot(document)
+        self.stepped_aside += 1
+        return True
+
+    @contextmanager
+    def _model_turn(self, interactive: bool) -> Iterator[None]:
+        """Hold the model; an interactive request is counted while it waits, so that
+        background work steps aside for it (`_step_aside`)."""
+        if interactive:
+            with self._turn:
+                self._waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            if interactive:
+                with self._turn:
+                    self._waiting -= 1
+                    self._turn.notify_all()
+        try:
+            yield
+        finally:
+            if interactive:
+                self.last_interactive = time.monotonic()
+            self._lock.release()
 
     def _note_speed(self, tokens: int, ms: float) -> None:
         """Fold a prefill chunk's speed into the moving average (long chunks only: a short
@@ -579,20 +664,21 @@ class LlamaCppBackend:
         tokens = tokens[: self.context_length - 1]
         if not tokens:
             return 0
-        with self._lock:
+        with self._model_turn(interactive=False):
             self._use_slot(document)
-            return self._prefill(tokens, cancel, None).evaluated
+            return self._prefill(tokens, cancel, None, background=document or "").evaluated
 
     def generate(self, request: GenerationRequest) -> Generation:
         timings = Timings(prompt_tokens=len(request.tokens))
         check_prompt(request.tokens, self.context_length)
-        with self._lock:
+        background = (request.prompt.document or "") if request.background else None
+        with self._model_turn(interactive=background is None):
             start = time.monotonic()
             timings.queued_ms = (start - request.created) * 1000
             if request.cancel.cancelled:
                 return Generation("", [], "cancelled", timings)
             self._use_slot(request.prompt.document)
-            done = self._prefill(request.tokens, request.cancel, request.deadline)
+            done = self._prefill(request.tokens, request.cancel, request.deadline, background)
             timings.reused_tokens, timings.evaluated_tokens = done.reused, done.evaluated
             timings.shifted_tokens = done.shifted
             after_prompt = time.monotonic()
@@ -601,12 +687,12 @@ class LlamaCppBackend:
                 reason: StopReason = "cancelled" if request.cancel.cancelled else "deadline"
                 timings.total_ms = (after_prompt - request.created) * 1000
                 return Generation("", [], reason, timings)
-            result = self._decode_loop(request, timings, after_prompt)
+            result = self._decode_loop(request, timings, after_prompt, background)
             timings.total_ms = (time.monotonic() - request.created) * 1000
             return result
 
     def _decode_loop(self, request: GenerationRequest, timings: Timings,
-                     t0: float) -> Generation:
+                     t0: float, background: str | None = None) -> Generation:
         """Greedy decoding with optional prompt-lookup drafts, checked token by token.
 
         A draft (tokens that followed the same n-gram earlier in the context) is verified in one
@@ -637,6 +723,17 @@ class LlamaCppBackend:
                     draft = prompt_lookup([*request.tokens, *loop.tokens], budget,
                                           self.ngram_max, LOOKUP_MIN_NGRAM) if budget > 0 else []
                 batch = [next_token, *draft]
+                if background is not None and self._step_aside(background, request.cancel):
+                    if loop.interrupted():
+                        break
+                    # Back in this document's slot: it must hold the prompt and the answer
+                    # so far (all but `next_token`, which the batch evaluates).
+                    held = [*request.tokens, *loop.tokens[:-1]]
+                    if self._cached != held:
+                        self._prefill(held, request.cancel, None, background)
+                    if request.cancel.cancelled:
+                        loop.interrupt("cancelled")
+                        break
                 base = len(self._cached)
                 self._decode(batch, all_logits=bool(draft))
                 preds = [int(np.argmax(self._logits_at(i))) for i in range(len(batch))] \

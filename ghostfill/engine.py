@@ -330,9 +330,11 @@ class CompletionEngine:
         deadline: float | None = None,
         created: float | None = None,
         disabled_filters: frozenset[str] = frozenset(),
+        background: bool = False,
     ) -> CompletionResult:
+        """One answer; `background`: nobody waits for it now (`GenerationRequest.background`)."""
         return self._generate(prepared, [], cancel=cancel, deadline=deadline, created=created,
-                              disabled_filters=disabled_filters)
+                              disabled_filters=disabled_filters, background=background)
 
     def run_choices(
         self,
@@ -403,6 +405,7 @@ class CompletionEngine:
         cancel: CancelToken | None = None,
         deadline: float | None = None,
         created: float | None = None,
+        background: bool = False,
     ) -> CompletionResult:
         """Continue a generation that the deadline cut, from the exact tokens it produced.
 
@@ -414,7 +417,7 @@ class CompletionEngine:
         carry `tokens`); for others the service continues from the text.
         """
         return self._generate(prepared, tokens, cancel=cancel, deadline=deadline,
-                              created=created)
+                              created=created, background=background)
 
     def _generate(
         self,
@@ -426,6 +429,7 @@ class CompletionEngine:
         created: float | None,
         disabled_filters: frozenset[str] = frozenset(),
         banned: set[int] | None = None,
+        background: bool = False,
     ) -> CompletionResult:
         """One answer, retried with rejected first tokens banned; `banned` (if given) is
         filled with the ids banned, so that `run_choices` does not try them again."""
@@ -446,7 +450,7 @@ class CompletionEngine:
             attempts += 1
             result = self._attempt(prepared, resumed, head, stopper, frozenset(banned),
                                    cancel=cancel, deadline=deadline, created=created,
-                                   disabled_filters=disabled_filters)
+                                   disabled_filters=disabled_filters, background=background)
             first = self._first_word_token(result.tokens[len(resumed):])
             if (result.text or attempts > retries or first is None
                     or result.stop_reason not in ("stop_rule", "stop_token", "max_tokens")
@@ -467,6 +471,7 @@ class CompletionEngine:
         deadline: float,
         created: float,
         disabled_filters: frozenset[str],
+        background: bool = False,
     ) -> CompletionResult:
         request = GenerationRequest(
             self._backend_prompt(prepared, resumed, head),
@@ -480,6 +485,7 @@ class CompletionEngine:
             temperature=self.config.completion.temperature,
             min_indent=prepared.stopper.block_indent if prepared.stopper.multiline else None,
             banned_first=banned,
+            background=background,
         )
         generation: Generation = self.backend.generate(request)
         text = head + generation.text

@@ -311,7 +311,8 @@ class CompletionService:
                 return
             result = await self._run_model(engine.run, prepared, cancel=cancel,
                                            created=time.monotonic(),
-                                           deadline=time.monotonic() + budget_s)
+                                           deadline=time.monotonic() + budget_s,
+                                           background=True)
         finally:
             session.done(cancel)
             if session.prefetch_target == target:
@@ -328,7 +329,7 @@ class CompletionService:
         """The rest of a partial line, from the very tokens it was cut from."""
         result = await self._run_model(engine.resume, state.prepared, state.tokens,
                                        cancel=cancel, created=time.monotonic(),
-                                       deadline=time.monotonic() + budget_s)
+                                       deadline=time.monotonic() + budget_s, background=True)
         if cancel.cancelled or result.stop_reason == "cancelled" or result.partial:
             return
         if session.partial is state:
@@ -374,7 +375,8 @@ class CompletionService:
             try:
                 result = await self._run_model(engine.run, prepared, cancel=cancel,
                                                created=time.monotonic(),
-                                               deadline=time.monotonic() + invoked_budget)
+                                               deadline=time.monotonic() + invoked_budget,
+                                               background=True)
             finally:
                 session.done(cancel)
             if cancel.cancelled or not result.text or result.partial:

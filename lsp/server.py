@@ -75,6 +75,10 @@ IDLE_REPARSE_S = 0.25
 IDLE_REPARSE_SLICE_MS = 50.0
 #: Pause in requests after which warm-ups given up for them are resumed.
 REWARM_AFTER_S = 1.0
+#: Threads that hand work to the model. More than one, so that a keystroke's request reaches
+#: the backend while a warm-up or a late answer runs there, and the backend lets it go first
+#: (llama.cpp: `LlamaCppBackend._step_aside`; an engine process: the same, over there).
+MODEL_WORKERS = 4
 #: Characters that may follow the cursor and still be replaced by a suggestion that ends in
 #: them (auto-closed brackets and quotes).
 CLOSING = frozenset(")]}>\"'`;, \t")
@@ -95,7 +99,8 @@ class GhostfillServer(LanguageServer):
         self.load_error: GhostfillError | None = None
         self.state = "loading"
         self._engine_ready = threading.Event()
-        self._model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ghostfill-model")
+        self._model_pool = ThreadPoolExecutor(max_workers=MODEL_WORKERS,
+                                              thread_name_prefix="ghostfill-model")
         self.crash_guard = CrashGuard()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: The prefix-only FIM warning is shown once per server (then only in the answers).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json.decoder
 import json.encoder
 import math
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from ghostfill.backends.llamacpp import (
     AUTO_KV_CAP,
     MAX_AUTO_SLOTS,
     PREFILL_MIN_CHUNK,
+    PREFILL_SLICE_MS,
+    PREFILL_SLICE_TOKENS,
     UNKNOWN_MEMORY,
     LlamaCppBackend,
     _SlotTable,
@@ -88,6 +91,24 @@ def test_without_a_deadline_prompts_are_read_in_full_batches():
     # budget) is no deadline, measured speed or not.
     assert prefill_chunk(1000, 256, time_left_ms=math.inf, ms_per_token=2.0) == 256
     assert prefill_chunk(1000, 256, time_left_ms=math.inf, ms_per_token=None) == 256
+
+
+def test_background_reads_go_in_slices_a_keystroke_can_wait_for():
+    # A warm-up or a late answer: batches of about PREFILL_SLICE_MS at the measured speed.
+    assert prefill_chunk(1000, 256, time_left_ms=None, ms_per_token=2.0,
+                         slice_ms=100.0) == 50
+    assert prefill_chunk(1000, 256, time_left_ms=None, ms_per_token=None,
+                         slice_ms=100.0) == PREFILL_SLICE_TOKENS
+    assert prefill_chunk(1000, 256, time_left_ms=None, ms_per_token=50.0,
+                         slice_ms=100.0) == PREFILL_MIN_CHUNK
+    assert prefill_chunk(1000, 256, time_left_ms=None, ms_per_token=0.1,
+                         slice_ms=100.0) == 256
+    assert prefill_chunk(10, 256, time_left_ms=None, ms_per_token=2.0, slice_ms=100.0) == 10
+    # Under a deadline too (a late answer has one: the invoked budget).
+    assert prefill_chunk(1000, 256, time_left_ms=2000.0, ms_per_token=2.0,
+                         slice_ms=100.0) == 50
+    assert prefill_chunk(1000, 256, time_left_ms=40.0, ms_per_token=2.0, slice_ms=100.0) == 20
+    assert PREFILL_SLICE_MS <= 150.0  # never longer than the default latency budget
 
 
 def test_under_a_deadline_a_chunk_fits_the_time_left():
@@ -242,3 +263,70 @@ def test_a_request_cut_by_its_deadline_leaves_a_cache_the_next_continues(
     assert done.stop_reason != "deadline" and done.tokens
     assert done.timings.reused_tokens == held
     assert done.timings.evaluated_tokens == len(tokens) - held
+
+
+def test_a_keystroke_does_not_wait_for_a_warm_up_in_another_document(
+        slotted: LlamaCppBackend):
+    """A warm-up (background) steps aside between its slices for a request that waits, and
+    goes on afterwards in its own slot: the request is answered while the warm-up still
+    runs, both end exactly as they would alone."""
+    long = prompt(slotted, 2000, 2400)  # ~600 tokens: many slices
+    short = prompt(slotted, 6000)
+    assert len(long) > 4 * PREFILL_SLICE_TOKENS
+    alone = fresh(slotted, short)
+    slotted._use_slot("typed.py")
+    slotted._truncate_cache(0)
+    slotted._use_slot("warmed.py")
+    slotted._truncate_cache(0)
+    before = slotted.stepped_aside
+    order: list[str] = []
+    warmed: list[int] = []
+
+    def warm() -> None:
+        warmed.append(slotted.warm(long, document="warmed.py"))
+        order.append("warm")
+
+    thread = threading.Thread(target=warm)
+    thread.start()
+    # Ask once the warm-up holds the model and has read something (its first slice).
+    while not (slotted._slot.seq == slotted._table._of.get("warmed.py", slotted._slot).seq
+               and len(slotted._cached) > 0):
+        time.sleep(0.001)
+    answer = ask(slotted, short, "typed.py", max_tokens=10)
+    order.append("keystroke")
+    thread.join()
+    assert order == ["keystroke", "warm"]
+    assert slotted.stepped_aside > before
+    assert answer.tokens == alone
+    assert warmed == [len(long)]  # nothing read twice: the slot kept what was read before
+    slotted._use_slot("warmed.py")
+    assert slotted._cached == long
+    cache_is_consistent(slotted)
+
+
+def test_a_late_answer_steps_aside_between_tokens_and_is_unchanged(
+        slotted: LlamaCppBackend):
+    """A background generation (an answer finishing after its budget) gives the model to
+    a waiting request between its tokens, and its answer is the one it gives alone."""
+    mine, other = prompt(slotted, 9000), prompt(slotted, 11000)
+    alone = fresh(slotted, mine)
+    alone_other = fresh(slotted, other)
+    before = slotted.stepped_aside
+    results: dict[str, list[int]] = {}
+    started = threading.Event()
+
+    def late() -> None:
+        def on_text(_: str) -> None:
+            started.set()
+            time.sleep(0.02)  # room for the other request to start waiting
+        results["late"] = slotted.generate(GenerationRequest(
+            PromptParts(mine, document="late.py"), max_tokens=10, background=True,
+            on_text=on_text)).tokens
+
+    thread = threading.Thread(target=late)
+    thread.start()
+    assert started.wait(60)
+    results["keystroke"] = ask(slotted, other, "late.py", max_tokens=10).tokens
+    thread.join()
+    assert slotted.stepped_aside > before
+    assert results == {"late": alone, "keystroke": alone_other}
