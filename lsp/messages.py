@@ -24,6 +24,9 @@ ACCEPTED_COMMAND = "ghostfill.accepted"
 #: (lsp/feedback.py); other clients already speak them.
 DID_SHOW_COMPLETION = "textDocument/didShowCompletion"
 DID_PARTIALLY_ACCEPT_COMPLETION = "textDocument/didPartiallyAcceptCompletion"
+#: Copilot's language server's notification that the user is now in a document; ghostfill
+#: reads two optional fields of its own (see `DidFocusParams`).
+DID_FOCUS = "textDocument/didFocus"
 
 
 @attrs.define
@@ -78,6 +81,25 @@ class DidPartiallyAcceptCompletionParams:
 
 
 @attrs.define
+class DidFocusParams:
+    """`textDocument/didFocus`: the user is in `text_document` (Copilot's shape). ghostfill
+    adds `position`, where the cursor is, and `active`: False for a document not in front
+    whose cursor is known (a buffer restored with its last position). The server reads that
+    document's window at that position into its cache slot before the first keystroke."""
+
+    text_document: types.TextDocumentIdentifier
+    position: types.Position | None = None
+    active: bool = True
+
+
+@attrs.define
+class DidFocusNotification:
+    params: DidFocusParams
+    method: str = DID_FOCUS
+    jsonrpc: str = "2.0"
+
+
+@attrs.define
 class DidShowCompletionNotification:
     params: DidShowCompletionParams
     method: str = DID_SHOW_COMPLETION
@@ -119,4 +141,5 @@ REQUESTS: dict[str, type] = {FIM_METHOD: FimRequest, DOCUMENT_METHOD: DocumentRe
                              STATS_METHOD: StatsRequest,
                              DID_SHOW_COMPLETION: DidShowCompletionNotification,
                              DID_PARTIALLY_ACCEPT_COMPLETION:
-                                 DidPartiallyAcceptCompletionNotification}
+                                 DidPartiallyAcceptCompletionNotification,
+                             DID_FOCUS: DidFocusNotification}

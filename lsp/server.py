@@ -34,12 +34,14 @@ from ghostfill.completion.definitions import fs_path
 from ghostfill.config import Config
 from ghostfill.crash_guard import CrashGuard, safe_config
 from ghostfill.errors import BackendUnavailable, GhostfillError, InvalidPosition
+from ghostfill.lsp import warmups
 from ghostfill.lsp.cache import SuggestionCache
 from ghostfill.lsp.completions import Answer, CompletionService
 from ghostfill.lsp.documents import OpenDocument
 from ghostfill.lsp.feedback import Feedback
 from ghostfill.lsp.messages import (
     ACCEPTED_COMMAND,
+    DID_FOCUS,
     DID_PARTIALLY_ACCEPT_COMPLETION,
     DID_SHOW_COMPLETION,
     DOCUMENT_METHOD,
@@ -47,6 +49,7 @@ from ghostfill.lsp.messages import (
     FIM_METHOD,
     STATS_METHOD,
     SUGGESTION_READY,
+    DidFocusParams,
     DidPartiallyAcceptCompletionParams,
     DidShowCompletionParams,
     DocumentParams,
@@ -297,18 +300,37 @@ class GhostfillServer(LanguageServer):
         return await loop.run_in_executor(self._model_pool, lambda: fn(*args, **kwargs))
 
     def warm(self, session: DocumentSession) -> None:
-        """Prefill the document's window into its cache slot before the first keystroke.
+        """Owe `session` a warm-up: its window read into its cache slot before the first
+        keystroke there. `lsp.warmups` decides the order (the document the user is in
+        first) and the position (its last known cursor)."""
+        session.warm_owed = True
+        self._next_warmup()
+
+    def _next_warmup(self) -> None:
+        """Start the next owed warm-up, unless one runs or typing holds them back
+        (`yield_warmups`): one at a time, since the model reads one thing at a time and a
+        window read in full is worth more than two read in part."""
+        if self.engine is None or self._rewarm is not None:
+            return
+        if any(s.warming is not None for s in self.sessions.values()):
+            return
+        session = warmups.next_to_warm(self.sessions.values())
+        if session is not None:
+            self._start_warm(session)
+
+    def _start_warm(self, session: DocumentSession) -> None:
+        """Prefill the document's window into its cache slot.
 
         Cancelled by a request in this document, and given up for a request in any other
-        (`yield_warmups`): the model runs one thing at a time, and the user typing now comes
-        before a file they may visit later. What was read stays in the slot.
+        (`yield_warmups`) or for the document the user moves to (`focused`): the user
+        typing now comes before a file they may visit later. What was read stays in the
+        slot, and the backend lets keystrokes go first between its batches.
         """
         engine = self.engine
-        if engine is None or not session.doc.text:
-            return
+        assert engine is not None
         cancel = session.start_background("warm replaced")
         session.warming, session.warm_owed = cancel, False
-        source = session.snapshot(len(session.doc.text))
+        source = session.snapshot(warmups.warm_offset(session))
 
         async def job() -> None:
             try:
@@ -317,18 +339,39 @@ class GhostfillServer(LanguageServer):
                 if not cancel.cancelled:
                     await self.run_model(engine.warm, prepared.prompt.tokens[:-1],
                                          cancel, prepared.path or None)
+                    self.stats.add(warmed=1)
             except GhostfillError as e:
                 log.debug("warm-up skipped: %s", e)
             finally:
                 if session.warming is cancel:
                     session.warming = None
                 session.done(cancel)
+                self._next_warmup()
 
         self.background(job())
 
-    def yield_warmups(self, typing: DocumentSession) -> None:
-        """A request in `typing` stops the other documents' warm-ups (they are owed, and
-        resumed `REWARM_AFTER_S` after the last request)."""
+    def focused(self, session: DocumentSession, offset: int | None, active: bool) -> None:
+        """`textDocument/didFocus`: remember where the cursor is; the document the user
+        moved to is read first (another one's warm-up gives way, owed), one whose cursor
+        was only hinted waits its turn."""
+        warmups.noted(session, offset, active=active)
+        self.stats.add(focused=1)
+        if active:
+            for other in self.sessions.values():
+                token = other.warming
+                if other is not session and token is not None and not token.cancelled:
+                    token.cancel("another document in front")
+                    other.warm_owed = True
+        if self.config.server.warm_on_open:
+            self.warm(session)
+
+    def yield_warmups(self, typing: DocumentSession, offset: int | None = None) -> None:
+        """A request in `typing` (at `offset`) stops the other documents' warm-ups (they are
+        owed, and resumed `REWARM_AFTER_S` after the last request); its own is no longer
+        needed: the request reads its window."""
+        if offset is not None:
+            typing.cursor = offset
+        typing.warm_owed = False
         for session in self.sessions.values():
             token = session.warming
             if session is not typing and token is not None and not token.cancelled:
@@ -336,15 +379,14 @@ class GhostfillServer(LanguageServer):
                 session.warm_owed = True
         if self._rewarm is not None:
             self._rewarm.cancel()
+            self._rewarm = None
         if any(s.warm_owed for s in self.sessions.values()):
             loop = asyncio.get_running_loop()
             self._rewarm = loop.call_later(REWARM_AFTER_S, self._warm_owed)
 
     def _warm_owed(self) -> None:
         self._rewarm = None
-        for session in list(self.sessions.values()):
-            if session.warm_owed and session.background is None:
-                self.warm(session)
+        self._next_warmup()
 
     def reparse_when_idle(self, session: DocumentSession) -> None:
         """Finish the syntax tree once typing pauses, so the next request finds it parsed.
@@ -489,6 +531,7 @@ def did_open(ls: GhostfillServer, params: types.DidOpenTextDocumentParams) -> No
     session = DocumentSession(OpenDocument.open(item.uri, item.language_id, item.version,
                                                 item.text))
     ls.sessions[item.uri] = session
+    warmups.opened(session)
     ls.service.edited(session, 0)
     ls.reparse_when_idle(session)
     if ls.config.server.warm_on_open:
@@ -579,7 +622,7 @@ async def _suggest(ls: GhostfillServer, uri: str, position: types.Position, invo
     engine = await ls.wait_engine()
     if engine is None:
         return None
-    ls.yield_warmups(session)
+    ls.yield_warmups(session, cursor)
     if loading:  # the budget is for the model's work, not for waiting on its load
         created = time.monotonic()
     offset, edit = cursor, None
@@ -797,6 +840,20 @@ def accepted_command(ls: GhostfillServer, *args: Any) -> None:
     ls.stats.add(accepted=1)
     nested = len(args) == 1 and isinstance(args[0], list | tuple)
     ls.feedback.accepted(plain(list(args[0]) if nested else list(args)))
+
+
+@server.feature(DID_FOCUS)
+def did_focus(ls: GhostfillServer, params: DidFocusParams) -> None:
+    session = ls.sessions.get(params.text_document.uri)
+    if session is None:
+        return  # not open here (Copilot's clients send it for any buffer)
+    offset = None
+    if params.position is not None:
+        try:
+            offset = ls.offset(session.doc, params.position)
+        except JsonRpcInvalidParams as e:  # a notification has no answer to carry it
+            log.warning("textDocument/didFocus: %s", e)
+    ls.focused(session, offset, params.active)
 
 
 @server.feature(DID_SHOW_COMPLETION)

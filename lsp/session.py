@@ -54,6 +54,13 @@ class DocumentSession:
         #: given up for a request elsewhere and is owed once typing pauses.
         self.warming: CancelToken | None = None
         self.warm_owed = False
+        #: The cursor's offset as the client last reported it (`textDocument/didFocus`) or
+        #: asked at; None: unknown. Where the window is warmed (`lsp.warmups`).
+        self.cursor: int | None = None
+        #: When (an ordinal) the user was last in this document (0: never said), and when
+        #: its cursor was hinted or it was opened: the order of warm-ups.
+        self.active_at = 0
+        self.hinted_at = 0
         #: What the running prefetch computes (cache key head), so that it is not restarted.
         self.prefetch_target: tuple[str, str] | None = None
         #: The suggestion on screen (type-through serves its rest).

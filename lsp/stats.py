@@ -47,6 +47,9 @@ class Stats:
     #: Prompts prepared, and the recent edits they showed (`context.recentEdits`).
     prompts: int = 0
     edits_shown: int = 0
+    #: Windows read ahead into their cache slots, and cursor reports (`textDocument/didFocus`).
+    warmed: int = 0
+    focused: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -76,6 +79,7 @@ class Stats:
                                 "partial": self.partial, "partial_joined": self.partial_joined,
                                 "late": self.late, "ready_sent": self.ready_sent},
                 "context": {"prompts": self.prompts, "edits_shown": self.edits_shown},
+                "warm_ups": {"done": self.warmed, "focus_reports": self.focused},
                 "engine": {"lost": self.engine_lost, "restored": self.engine_restored,
                            "failing": self.engine_failing, "notice": self.engine_notice},
             }

@@ -79,3 +79,13 @@ async def server_text(client: LanguageClient, uri: str) -> str:
 
 async def stats(client: LanguageClient) -> Any:
     return await request(client, "ghostfill/stats", None)
+
+
+def focus(client: LanguageClient, uri: str, line: int | None = None,
+          character: int = 0, active: bool = True) -> None:
+    """`textDocument/didFocus` as ghostfill's editor plugins send it (the cursor, and whether
+    the document is in front)."""
+    params: dict[str, Any] = {"textDocument": {"uri": uri}, "active": active}
+    if line is not None:
+        params["position"] = {"line": line, "character": character}
+    client.protocol.notify("textDocument/didFocus", params)

@@ -112,7 +112,7 @@ class ScriptedBackend:
             with open(f"{self.script}.log", "a") as log:
                 log.write(json.dumps({**entry, "document": document or ""}) + "\n")
 
-        note({"warm": len(tokens)})
+        note({"warm": len(tokens), "tail": decode(self.tokenizer, tokens[-40:])})
         hold = self._read().get("warm_hold") if document and self.script.exists() else None
         while hold and not Path(hold).exists():
             if cancel is not None and cancel.cancelled:
