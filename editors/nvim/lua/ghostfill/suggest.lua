@@ -12,6 +12,7 @@ local client = require('ghostfill.client')
 local config = require('ghostfill.config')
 local enabled = require('ghostfill.enabled')
 local feedback = require('ghostfill.feedback')
+local focus = require('ghostfill.focus')
 local ghost = require('ghostfill.ghost')
 local keymaps = require('ghostfill.keymaps')
 local position = require('ghostfill.position')
@@ -402,7 +403,10 @@ function M.attach(bufnr)
     end)
   end)
   on({ 'BufWipeout', 'BufUnload' }, M.detach)
+  on('BufEnter', focus.entered)
+  on('CursorHold', focus.moved)
   keymaps.set_trigger(bufnr)
+  focus.attached(bufnr)
   -- Insert mode entered before the server attached: ask now instead of at the next key.
   if api.nvim_get_current_buf() == bufnr and in_insert_mode() then
     on_edit(bufnr)
@@ -417,6 +421,7 @@ function M.detach(bufnr)
   M.dismiss(bufnr)
   st.timer:close()
   buffers[bufnr] = nil
+  focus.forget(bufnr)
   pcall(api.nvim_del_augroup_by_name, 'ghostfill.buffer.' .. bufnr)
 end
 
