@@ -172,6 +172,13 @@ def test_alt_bracket_cycles_through_several_suggestions(report):
     assert len(set(result["seen"])) >= 2, result["seen"]
 
 
+def test_the_cursor_is_reported_to_the_server(report):
+    """textDocument/didFocus (#17): opening a file and jumping in it reach the server, seen
+    in "ghostfill: Show Statistics"."""
+    result = _check(report, "focus")
+    assert result["after"] >= result["before"] + 2, result
+
+
 def test_budget_cut_line_completes_without_typing(report):
     """`ghostfill.completion.latencyBudgetMs: 1` (the only setting changed, in the workspace):
     every first answer is empty, the line comes through ghostfill/suggestionReady."""

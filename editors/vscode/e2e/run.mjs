@@ -47,8 +47,8 @@ const artifacts = path.resolve(env.ARTIFACTS ?? path.join(root, 'tests', 'artifa
 const work = env.E2E_WORK ? path.resolve(env.E2E_WORK)
   : fs.mkdtempSync(path.join(os.tmpdir(), 'ghostfill-vscode-e2e-'));
 const trace = env.E2E_TRACE === '1';
-const ALL_CASES = ['status', 'ghost', 'tab', 'word', 'fim', 'through', 'cycle', 'budget',
-  'death'];
+const ALL_CASES = ['status', 'ghost', 'tab', 'word', 'fim', 'through', 'cycle', 'focus',
+  'budget', 'death'];
 const wanted = env.E2E_CASES ? env.E2E_CASES.split(',').map((s) => s.trim()) : ALL_CASES;
 const MODEL_TIMEOUT_MS = 240000;
 const GHOST_TIMEOUT_MS = 60000;
@@ -174,6 +174,7 @@ fs.writeFileSync(path.join(ws, 'stats.py'), stats);
 fs.writeFileSync(path.join(ws, 'fim_stats.py'), stats);
 fs.writeFileSync(path.join(ws, 'through_stats.py'), stats);
 fs.writeFileSync(path.join(ws, 'cycle_stats.py'), stats);
+fs.writeFileSync(path.join(ws, 'focus_stats.py'), stats);
 fs.writeFileSync(path.join(ws, 'budget_stats.py'), stats.replace(/\n {4}\n?$/, '\n') + [
   '',
   '',
@@ -637,6 +638,33 @@ const cases = {
       why: `Alt+] should show the server's other suggestions and Alt+[ go back: seen `
         + `${JSON.stringify(seen)}, back ${JSON.stringify(back)}`,
       first, seen, back, screenshot };
+  },
+
+  /** (6c) The extension tells the server where the cursor is (textDocument/didFocus), so that
+   * the window there is read before the first keystroke: opening a file and jumping in it
+   * are two reports, counted by the server and shown by "ghostfill: Show Statistics". */
+  async focus() {
+    const reports = async (name) => {
+      await command('Show Statistics');
+      const dialog = page.locator('.monaco-dialog-box');
+      await dialog.waitFor({ state: 'visible', timeout: 15000 });
+      const text = clean(await dialog.innerText());
+      const screenshot = await shot(name);
+      await press('Escape');
+      await dialog.waitFor({ state: 'hidden', timeout: 15000 }).catch(() => undefined);
+      const m = /Warm-ups: (\d+) windows read ahead, (\d+) cursor reports/.exec(text);
+      return { count: m ? Number(m[2]) : -1, warmed: m ? Number(m[1]) : -1, text, screenshot };
+    };
+    const before = await reports('focus-before');
+    await openFile('focus_stats.py');
+    await gotoLineEnd(5);
+    await sleep(2000);   // the cursor rests on line 5 (reported after 400 ms)
+    const after = await reports('focus-after');
+    return { ok: before.count >= 0 && after.count >= before.count + 2,
+      why: `opening focus_stats.py and jumping to line 5 should be two more cursor reports: `
+        + `${before.count} before, ${after.count} after (${after.text})`,
+      before: before.count, after: after.count, warmed: after.warmed, text: after.text,
+      screenshot: after.screenshot };
   },
 
   /** (7) The server killed by a signal: the user is told, and the server comes back. */

@@ -17,6 +17,7 @@ import {
   type ServerOptions,
   State,
 } from 'vscode-languageclient/node';
+import { DID_FOCUS, FocusPlanner, REST_MS, type FocusParams, type FocusPosition } from './focus';
 import { resolveServer } from './serverCommand';
 import { TRACE_SETTING, TraceChannel } from './trace';
 import { planWithWordList } from './wordList';
@@ -141,11 +142,12 @@ export class Session implements vscode.Disposable {
     // rejects; a plain executable talks over stdio anyway.
     const serverOptions: ServerOptions = { command: resolved.command, args: resolved.args };
     const languages = c.get<string[]>('documentSelector', []);
+    const selector = languages.flatMap((language) => [
+      { scheme: 'file', language },
+      { scheme: 'untitled', language },
+    ]);
     const clientOptions: LanguageClientOptions = {
-      documentSelector: languages.flatMap((language) => [
-        { scheme: 'file', language },
-        { scheme: 'untitled', language },
-      ]),
+      documentSelector: selector,
       initializationOptions: serverOptionsFromSettings(),
       outputChannel: this.output,
       traceOutputChannel: this.trace,
@@ -189,7 +191,50 @@ export class Session implements vscode.Disposable {
       return;
     }
     this.watchProcess(client);
+    this.reportFocus(client, selector);
     await this.refreshStats();
+  }
+
+  /** `textDocument/didFocus` (focus.ts): where the cursor is, so the server warms it there. */
+  private reportFocus(client: LanguageClient, selector: vscode.DocumentSelector): void {
+    const planner = new FocusPlanner();
+    const send = (params: FocusParams | undefined): void => {
+      if (params !== undefined && client.isRunning()) {
+        client.sendNotification(DID_FOCUS, params).catch(() => undefined);
+      }
+    };
+    const wanted = (editor: vscode.TextEditor | undefined): editor is vscode.TextEditor =>
+      editor !== undefined && vscode.languages.match(selector, editor.document) > 0;
+    const at = (editor: vscode.TextEditor): FocusPosition => ({
+      line: editor.selection.active.line, character: editor.selection.active.character });
+    const uri = (editor: vscode.TextEditor): string => editor.document.uri.toString();
+    const active = vscode.window.activeTextEditor;
+    for (const editor of vscode.window.visibleTextEditors) {
+      if (wanted(editor) && editor !== active) {
+        send(planner.focused(uri(editor), at(editor), false));
+      }
+    }
+    if (wanted(active)) {
+      send(planner.focused(uri(active), at(active), true));
+    }
+    let resting: ReturnType<typeof setTimeout> | undefined;
+    this.disposables.push(
+      vscode.window.onDidChangeActiveTextEditor((editor) => {
+        if (wanted(editor)) {
+          send(planner.focused(uri(editor), at(editor), true));
+        }
+      }),
+      vscode.window.onDidChangeTextEditorSelection((e) => {
+        const editor = e.textEditor;
+        if (editor !== vscode.window.activeTextEditor || !wanted(editor)) {
+          return;
+        }
+        clearTimeout(resting);
+        resting = setTimeout(() => send(planner.rested(uri(editor), at(editor))), REST_MS);
+      }),
+      vscode.workspace.onDidCloseTextDocument((d) => planner.closed(d.uri.toString())),
+      { dispose: () => clearTimeout(resting) },
+    );
   }
 
   /**

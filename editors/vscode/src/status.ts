@@ -33,6 +33,8 @@ export interface Stats {
   cache?: { hits?: number; type_through?: number; misses?: number };
   tokens?: { evaluated?: number; reused?: number };
   suggestions?: { shown?: number; accepted?: number };
+  /** Windows read ahead into their documents' caches, and cursor reports (`didFocus`). */
+  warm_ups?: { done?: number; focus_reports?: number };
   /** What became of the suggestions, per language, since the server started (issue #19). */
   feedback?: { languages?: Record<string, LanguageFeedback> };
 }
@@ -176,6 +178,10 @@ export function formatStats(stats: Stats): string[] {
     `Tokens: ${n(tokens.evaluated)} evaluated, ${n(tokens.reused)} reused`,
     `Suggestions: ${shown} shown, ${accepted} accepted${rate}`,
   );
+  if (stats.warm_ups) {
+    lines.push(`Warm-ups: ${n(stats.warm_ups.done)} windows read ahead, `
+      + `${n(stats.warm_ups.focus_reports)} cursor reports`);
+  }
   for (const [language, f] of Object.entries(stats.feedback?.languages ?? {})) {
     const charsShown = n(f.chars_shown);
     const kept = n(f.chars_kept);

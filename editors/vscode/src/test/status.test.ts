@@ -58,6 +58,7 @@ test('stats text', () => {
     model: 'gemma3-270m', template: 'prefix-only', backend: 'llamacpp', state: 'ready', error: null,
     latency_ms: { p50: 120.4, p95: 300, count: 4 }, cache: { hits: 1, type_through: 2, misses: 3 },
     tokens: { evaluated: 10, reused: 20 }, suggestions: { shown: 4, accepted: 1 },
+    warm_ups: { done: 3, focus_reports: 5 },
   });
   assert.deepEqual(lines, [
     'Model: gemma3-270m (template prefix-only, backend llamacpp)',
@@ -66,6 +67,7 @@ test('stats text', () => {
     'Cache: 1 hits, 2 type-through, 3 misses',
     'Tokens: 10 evaluated, 20 reused',
     'Suggestions: 4 shown, 1 accepted (25%)',
+    'Warm-ups: 3 windows read ahead, 5 cursor reports',
   ]);
   assert.equal(formatStats({}).length, 6, 'an older server without some fields still formats');
 });
