@@ -47,6 +47,7 @@ from ghostfill.backends.engine_wire import (
     PROTOCOL,
     Channel,
     ChannelClosed,
+    PromptDeltas,
     generation_from_wire,
     request_to_wire,
 )
@@ -111,6 +112,10 @@ class EngineConnection:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._lock = threading.Lock()
+        #: Prompts cross as deltas (`PromptDeltas`): encoded and sent in one critical
+        #: section, so the engine reads them in the order they were encoded.
+        self._deltas = PromptDeltas()
+        self._send_order = threading.Lock()
         self._ready = threading.Event()
         self._failure: GhostfillError | None = None
         self._progress: Callable[[float], None] | None = None
@@ -140,10 +145,23 @@ class EngineConnection:
                 return rid, pending
             self._pending[rid] = pending
         try:
-            self.channel.send({"op": op, "id": rid, **payload})
+            with self._send_order:
+                self.channel.send({"op": op, "id": rid, **self._delta(op, payload)})
         except ChannelClosed as e:
             self._resolve(rid, {"lost": str(e)})
         return rid, pending
+
+    def _delta(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """`payload` with its prompt's ids as a delta (`PromptDeltas`)."""
+        if op == "warm":
+            return {**payload, **self._deltas.encode(payload.get("document"),
+                                                     list(payload["tokens"]))}
+        if op == "generate":
+            request = payload["request"]
+            prompt = request["prompt"]
+            delta = self._deltas.encode(prompt.get("document"), list(prompt["tokens"]))
+            return {**payload, "request": {**request, "prompt": {**prompt, **delta}}}
+        return payload
 
     def cancel(self, rid: int) -> None:
         with contextlib.suppress(ChannelClosed):
@@ -465,7 +483,8 @@ class EngineBackend:
     def generate(self, request: GenerationRequest) -> Generation:
         if request.cancel.cancelled:
             return Generation("", [], "cancelled", Timings(prompt_tokens=len(request.tokens)))
-        done = self._call("generate", {"request": request_to_wire(request)}, request.cancel,
+        done = self._call("generate", {"request": request_to_wire(request, parts=False)},
+                          request.cancel,
                           request.on_text)
         if done is None:
             return Generation("", [], "error", Timings(prompt_tokens=len(request.tokens)))

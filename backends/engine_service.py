@@ -35,6 +35,7 @@ from ghostfill.backends.engine_wire import (
     PROTOCOL,
     Channel,
     ChannelClosed,
+    PromptDeltas,
     generation_to_wire,
     request_from_wire,
 )
@@ -66,6 +67,9 @@ class _Client:
         self.peer = peer
         self.inflight: dict[int, CancelToken] = {}
         self.lock = threading.Lock()
+        #: The prompts this client sent, per document (their deltas are read in order, on
+        #: the reading thread).
+        self.deltas = PromptDeltas()
 
     def send(self, message: dict[str, Any]) -> bool:
         try:
@@ -360,6 +364,12 @@ class EngineService:
                 if token is not None:
                     token.cancel("cancelled by the client")
             elif op in ("generate", "warm") and isinstance(rid, int):
+                try:
+                    self._whole_prompt(client, op, message)
+                except (KeyError, TypeError, ValueError) as e:
+                    client.send({"id": rid, "error": f"engine: malformed {op} request: {e!r}",
+                                 "kind": "BackendError"})
+                    continue
                 token = CancelToken()
                 with client.lock:
                     client.inflight[rid] = token
@@ -377,6 +387,17 @@ class EngineService:
             else:
                 client.send({"id": rid, "error": f"engine: unknown request {op!r}",
                              "kind": "BackendError"})
+
+    @staticmethod
+    def _whole_prompt(client: _Client, op: str, message: dict[str, Any]) -> None:
+        """Replace the prompt's delta (`PromptDeltas`) by its ids, on the reading thread."""
+        if op == "warm":
+            message["tokens"] = client.deltas.decode(message.get("document"), message)
+            message.pop("keep", None)
+        else:
+            prompt = message["request"]["prompt"]
+            prompt["tokens"] = client.deltas.decode(prompt.get("document"), prompt)
+            prompt.pop("keep", None)
 
     def _tokenize(self, client: _Client, op: str, rid: Any, message: dict[str, Any]) -> None:
         backend = self.backend

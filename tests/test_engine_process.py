@@ -28,7 +28,7 @@ from ghostfill.backends import engine_control
 from ghostfill.backends.base import CancelToken, GenerationRequest, PromptParts
 from ghostfill.backends.engine_client import EngineBackend
 from ghostfill.backends.engine_place import EnginePlace, all_places, engine_alive
-from ghostfill.backends.engine_wire import PROTOCOL
+from ghostfill.backends.engine_wire import PROTOCOL, PromptDeltas
 from ghostfill.backends.factory import create_backend
 from ghostfill.config import Config
 from ghostfill.errors import GhostfillError
@@ -420,6 +420,10 @@ def test_bad_messages_get_an_error_and_the_engine_keeps_serving(runtime: Path):
                     break
             bad = send({"op": "generate", "id": 7, "request": {"prompt": {}}})
             assert bad["id"] == 7 and "malformed" in bad["error"], bad
+            # A delta whose base this connection never sent.
+            orphan = send({"op": "warm", "id": 10, "document": "/x.py", "keep": 40,
+                           "tokens": [2, 3]})
+            assert orphan["id"] == 10 and "malformed" in orphan["error"], orphan
             foreign = send({"op": "generate", "id": 8, "request": {
                 "prompt": {"tokens": [2, 3]}, "max_tokens": 2,
                 "stopper": {"type": "os:system", "fields": {}}}})
@@ -431,6 +435,61 @@ def test_bad_messages_get_an_error_and_the_engine_keeps_serving(runtime: Path):
         assert backend.generate(request(backend, PROMPT)).text
     finally:
         backend.close()
+
+
+def test_prompt_deltas_rebuild_every_prompt_on_the_other_end():
+    """A keystroke's prompt crosses as what differs from its document's previous one; the
+    other end, reading in order, holds the same prompts (`PromptDeltas`)."""
+    sender, receiver = PromptDeltas(), PromptDeltas()
+    base = list(range(1000, 1100))
+    prompts = [("/a.py", base), ("/a.py", [*base, 7]), ("/b.py", base[:50]),
+               ("/a.py", [*base[:90], 8, 9]), ("/a.py", [1, 2, 3]), (None, base), (None, base)]
+    sizes = []
+    for document, tokens in prompts:
+        wire = json.loads(json.dumps(sender.encode(document, tokens)))
+        sizes.append(len(wire["tokens"]))
+        assert receiver.decode(document, wire) == tokens
+    assert sizes == [100, 1, 50, 2, 3, 100, 0]
+    # Both ends forget the same least recently used documents.
+    for i in range(PromptDeltas.DOCUMENTS):
+        assert receiver.decode(f"/{i}", sender.encode(f"/{i}", base)) == base
+    stale = sender.encode("/a.py", base)
+    assert "keep" not in stale  # /a.py was forgotten on this end, and so on the other
+    assert receiver.decode("/a.py", stale) == base
+    with pytest.raises(ValueError):
+        PromptDeltas().decode("/a.py", {"keep": 40, "tokens": [1]})
+
+
+def test_keystrokes_through_the_engine_cross_as_deltas_and_match_in_process(runtime: Path):
+    """Prompts that grow as a user types, through the real engine: each answer is the
+    in-process one, and after the first only the new ids crossed."""
+    backend = engine(config())
+    local = create_backend(config(engine="inprocess"))
+    sent: list[dict] = []
+    try:
+        conn = backend.supervisor.current()
+        assert conn is not None
+        real_send = conn.channel.send
+
+        def spy(message: dict) -> None:
+            if message.get("op") == "generate":
+                sent.append(message["request"]["prompt"])
+            real_send(message)
+
+        conn.channel.send = spy  # type: ignore[method-assign]
+        text = Path(json.__file__).read_text()[:1200] + "\n\ndef dump_all(items):\n    "
+        for typed in "total = 0":
+            text += typed
+            ids = [backend.tokenizer.bos_id, *backend.tokenizer.encode(text)]
+            req = GenerationRequest(PromptParts(ids, document="/typed.py"), max_tokens=4)
+            here = GenerationRequest(PromptParts(ids, document="/typed.py"), max_tokens=4)
+            assert backend.generate(req).tokens == local.generate(here).tokens
+        assert "keep" not in sent[0] and all("keep" in p for p in sent[1:])
+        assert max(len(p["tokens"]) for p in sent[1:]) <= 4
+        assert all("prefix" not in p and "text" not in p for p in sent)  # ids alone
+    finally:
+        backend.close()
+        local.close()
 
 
 def test_stop_rules_cross_as_ghostfill_dataclasses_only():
