@@ -177,10 +177,14 @@ def build_window(
     cursor_line = bisect.bisect_right(starts, offset) - 1
     allowed = list(boundaries) if boundaries is not None else None
 
-    prefix_start = _choose_prefix_start(text, offset, cursor_line, starts, allowed, budget,
-                                        tokenizer, anchor)
+    kept = _kept_anchor(text, offset, starts, budget, tokenizer, anchor)
+    if kept is not None:
+        prefix_start, prefix_ids = kept
+    else:
+        prefix_start = _choose_prefix_start(text, offset, cursor_line, starts, allowed, budget,
+                                            tokenizer, anchor)
+        prefix_ids = _encode_prefix(tokenizer, text[prefix_start:offset], anchor)
     prefix = text[prefix_start:offset]
-    prefix_ids = _encode_prefix(tokenizer, prefix, anchor)
     # Exact check with the real tokenization; per-line estimates can be off by a few tokens.
     while len(prefix_ids) > budget.prefix_limit and prefix_start < offset:
         line = bisect.bisect_right(starts, prefix_start)
@@ -203,6 +207,25 @@ def build_window(
     suffix, suffix_ids, suffix_end = _choose_suffix(text, offset, cursor_line, starts, allowed,
                                                     suffix_limit, tokenizer)
     return Window(prefix, suffix, prefix_ids, suffix_ids, prefix_start, suffix_end, budget)
+
+
+def _kept_anchor(text: str, offset: int, starts: Sequence[int], budget: Budget,
+                 tokenizer: Tokenizer, anchor: WindowAnchor | None
+                 ) -> tuple[int, list[int]] | None:
+    """The anchored start and the prefix's ids when the window from there still fits: the
+    common case while typing, decided with the prefix's own tokens (the stable part cached,
+    the cursor line's part tokenized once) instead of a per-line estimate that tokenizes the
+    cursor line a second time (a round trip to an engine process's tokenizer)."""
+    if anchor is None or anchor.start is None or not 0 <= anchor.start <= offset \
+            or budget.prefix_limit <= 0:
+        return None
+    if anchor.start > 0 and offset <= budget.prefix_limit:
+        return None  # the whole prefix fits (a token is at least a character): start at 0
+    i = bisect.bisect_left(starts, anchor.start)
+    if i >= len(starts) or starts[i] != anchor.start:
+        return None
+    ids = _encode_prefix(tokenizer, text[anchor.start:offset], anchor)
+    return (anchor.start, ids) if len(ids) <= budget.prefix_limit else None
 
 
 def _line_tokens(tokenizer: Tokenizer, text: str, starts: Sequence[int], line: int) -> int:
