@@ -362,27 +362,14 @@ def plot(data: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = data["summary"]
-    names = list(summary)
-    metrics = [("exact match", "exact_share"), ("edit similarity", "edit_similarity"),
-               ("identifier EM", "identifier_em"), ("identifier F1", "identifier_f1")]
+    from ghostfill.bench.score_bars import METRICS, score_bars
+
     colors = {"off": "#7f7f7f", "after": "#1f77b4", "diff": "#2ca02c", "plain": "#ff7f0e"}
     fig, ax = plt.subplots(figsize=(9, 4.6), dpi=110)
-    width = 0.8 / max(1, len(names))
-    for j, name in enumerate(names):
-        values = [100 * summary[name][key] for _, key in metrics]
-        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(metrics))]
-        bars = ax.bar(xs, values, width, label=name, color=colors.get(name))
-        ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize=7, padding=1)
-    ax.set_xticks(range(len(metrics)), [m for m, _ in metrics])
-    ax.set_ylabel("% (mean over holes)")
-    ax.set_ylim(0, 105)
     meta = data["meta"]
-    ax.set_title(f"ghostfill commit replay, recent edits ({meta['set']}: "
-                 f"{', '.join(meta['repos'])}; {meta['holes']} holes, {meta['model']})",
-                 fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
+    score_bars(ax, data["summary"], METRICS, colors,
+               f"ghostfill commit replay, recent edits ({meta['set']}: "
+               f"{', '.join(meta['repos'])}; {meta['holes']} holes, {meta['model']})")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -492,29 +492,17 @@ def plot_report(data: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from ghostfill.bench.score_bars import METRICS, score_bars
+
     summary = data["summary"]
     names = list(summary)
-    metrics = [("exact match", "exact_share"), ("edit similarity", "edit_similarity"),
-               ("identifier EM", "identifier_em"), ("identifier F1", "identifier_f1"),
-               ("imported name used", "name_used_share")]
     colors = {"off": "#7f7f7f", "ring": "#ff7f0e", "definitions": "#2ca02c", "both": "#1f77b4"}
     fig, (ax, lat) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110,
                                   gridspec_kw={"width_ratios": (3, 1)})
-    width = 0.8 / max(1, len(names))
-    for j, name in enumerate(names):
-        values = [100 * summary[name][key] for _, key in metrics]
-        xs = [i + (j - (len(names) - 1) / 2) * width for i in range(len(metrics))]
-        bars = ax.bar(xs, values, width, label=name, color=colors.get(name))
-        ax.bar_label(bars, labels=[f"{v:.0f}" for v in values], fontsize=7, padding=1)
-    ax.set_xticks(range(len(metrics)), [m for m, _ in metrics])
-    ax.set_ylabel("% (mean over holes)")
-    ax.set_ylim(0, 105)
     meta = data["meta"]
-    ax.set_title(f"ghostfill repo-level holes ({meta['set']} set: "
-                 f"{', '.join(meta['projects'])}; {meta['holes']} holes, {meta['model']})",
-                 fontsize=9)
-    ax.legend(fontsize=8, ncols=len(names))
-    ax.grid(axis="y", alpha=0.3)
+    score_bars(ax, summary, [*METRICS, ("imported name used", "name_used_share")], colors,
+               f"ghostfill repo-level holes ({meta['set']} set: "
+               f"{', '.join(meta['projects'])}; {meta['holes']} holes, {meta['model']})")
     for j, (label, key) in enumerate((("p50", "latency_p50_ms"), ("p95", "latency_p95_ms"))):
         values = [summary[n][key] / 1000 for n in names]
         xs = [i + (j - 0.5) * 0.4 for i in range(len(names))]
