@@ -237,8 +237,20 @@ def _matched(text: str, rest: str) -> bool:
 
 
 # -- the replay ------------------------------------------------------------------------------
+def focus(client: Any, uri: str, span: Span, column: int, *, active: bool) -> None:
+    """`textDocument/didFocus` as ghostfill's editor plugins send it: where the cursor is,
+    and whether the document is in front (Neovim: BufEnter for the current buffer, and a
+    restored buffer's last position for the others; VS Code: the active editor)."""
+    client.protocol.notify("textDocument/didFocus", {
+        "textDocument": {"uri": uri}, "active": active,
+        "position": {"line": span.line, "character": column}})
+
+
 async def replay(spans: list[Span], settings: dict[str, Any], mode: str, *, chars: int,
-                 rounds: int, pause_s: float, settle_s: float, repeat: int = 0) -> Run:
+                 rounds: int, pause_s: float, settle_s: float, repeat: int = 0,
+                 focused: bool = True) -> Run:
+    """`focused`: the client reports cursors (`textDocument/didFocus`), as ghostfill's
+    plugins do; False: a client that says nothing of them (any other LSP client)."""
     from lsprotocol import types
     from pygls.lsp.client import LanguageClient
 
@@ -261,6 +273,10 @@ async def replay(spans: list[Span], settings: dict[str, Any], mode: str, *, char
         client.text_document_did_open(types.DidOpenTextDocumentParams(
             text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1,
                                                  text=erase(span.path.read_text(), span))))
+    if focused:  # the restored buffers' cursors, in buffer order; the first file in front
+        for uri, span in zip(uris, spans, strict=True):
+            focus(client, uri, span, span.column, active=False)
+        focus(client, uris[0], spans[0], spans[0].column, active=True)
     run.settle = await settle(client, settle_s)
     run.settle["messages"] = [m for _, m in run.messages]  # the load's
     run.messages.clear()
@@ -272,6 +288,8 @@ async def replay(spans: list[Span], settings: dict[str, Any], mode: str, *, char
                 col = span.column + typed
                 versions[n] += 1
                 sent = time.monotonic()
+                if focused and index == 0 and (rnd or n):  # the switch: BufEnter
+                    focus(client, uri, span, col, active=True)
                 client.text_document_did_change(types.DidChangeTextDocumentParams(
                     text_document=types.VersionedTextDocumentIdentifier(uri=uri,
                                                                         version=versions[n]),
@@ -358,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--modes", default="inprocess,shared",
                         help="comma list of server.engine values, run back to back")
+    parser.add_argument("--focus", choices=("on", "off", "both"), default="on",
+                        help="whether the client reports cursors with textDocument/didFocus "
+                             "as ghostfill's plugins do (off: as any other LSP client)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="repeat the sequence of modes (interleaved: a b a b)")
     parser.add_argument("--settle-s", type=float, default=15.0,
@@ -370,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-ms", type=int, default=None,
                         help="completion.latencyBudgetMs (default: the product default)")
     parser.add_argument("--model", default=None, help="model.name (default: the product's)")
+    parser.add_argument("--context-length", type=int, default=None,
+                        help="model.contextLength (default: the model's)")
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--no-plot", action="store_false", dest="plot")
     args = parser.parse_args(argv)
@@ -386,31 +409,38 @@ def main(argv: list[str] | None = None) -> int:
         base["completion"]["latencyBudgetMs"] = args.budget_ms
     if args.model:
         base["model"] = {"name": args.model}
+    if args.context_length:
+        base.setdefault("model", {})["contextLength"] = args.context_length
     modes = [m for m in args.modes.split(",") if m]
     load_start = os.getloadavg()
     runs: list[Run] = []
     typing: list[Replay] = []
     summaries: list[dict[str, Any]] = []
+    focus_runs = {"on": (True,), "off": (False,), "both": (True, False)}[args.focus]
     for repeat in range(args.repeats):
         for mode in modes:
             settings = _merge(base, {"server": {"engine": mode}})
-            run = asyncio.run(replay(spans, settings, mode, chars=args.chars,
-                                     rounds=args.rounds, pause_s=args.pause_ms / 1000,
-                                     settle_s=args.settle_s, repeat=repeat))
-            runs.append(run)
-            summary = summarize(run)
             reference = None
-            if typing_spans:
-                typing.append(asyncio.run(typing_replay(typing_spans, settings, mode,
-                                                        args.pause_ms / 1000)))
-                reference = {**typing[-1].summary(), "kind": "typing", "mode": mode,
-                             "repeat": repeat}
-            summary["goals"] = goals(summary, reference)
-            summaries.append(summary)
-            print(json.dumps({k: v for k, v in summary.items() if k != "sources"}), flush=True)
-            if reference is not None:
-                summaries.append(reference)
-                print(json.dumps(reference), flush=True)
+            for focused in focus_runs:
+                label = mode if focused else f"{mode}, no didFocus"
+                run = asyncio.run(replay(spans, settings, label, chars=args.chars,
+                                         rounds=args.rounds, pause_s=args.pause_ms / 1000,
+                                         settle_s=args.settle_s, repeat=repeat,
+                                         focused=focused))
+                runs.append(run)
+                summary = summarize(run)
+                summary["focus"] = focused
+                if typing_spans and reference is None:
+                    typing.append(asyncio.run(typing_replay(typing_spans, settings, mode,
+                                                            args.pause_ms / 1000)))
+                    reference = {**typing[-1].summary(), "kind": "typing", "mode": mode,
+                                 "repeat": repeat}
+                    summaries.append(reference)
+                    print(json.dumps(reference), flush=True)
+                summary["goals"] = goals(summary, reference)
+                summaries.append(summary)
+                print(json.dumps({k: v for k, v in summary.items() if k != "sources"}),
+                      flush=True)
     payload = report(args, spans, typing_spans, runs, typing, summaries, load_start)
     from ghostfill.bench.results import write_results
 
@@ -437,6 +467,7 @@ def report(args: argparse.Namespace, spans: list[Span], typing_spans: list[Span]
         "settle_s": args.settle_s,
         "pause_ms": args.pause_ms,
         "modes": [m for m in args.modes.split(",") if m],
+        "focus": args.focus,
         "targets": {"switch_first_p95_ms": SWITCH_P95_TARGET_MS,
                     "shown_share": SHOWN_SHARE_TARGET},
         "machine": {"cpus": os.cpu_count(), "loadavg_start": list(load_start),
@@ -467,8 +498,8 @@ def plot_report(data: dict[str, Any], path: Path) -> None:
         ks = run["keystrokes"]
         xs = list(range(1, len(ks) + 1))
         ys = [max(k["latency_ms"], 0.1) for k in ks]
-        label = run["mode"] + (f" #{run['repeat'] + 1}" if len(runs) > len(data["modes"])
-                               else "")
+        repeated = len(runs) > len({r["mode"] for r in runs})
+        label = run["mode"] + (f" #{run['repeat'] + 1}" if repeated else "")
         ax.plot(xs, ys, color=color, linewidth=1, alpha=0.8, label=label)
         ax.scatter([x for x, k in zip(xs, ks, strict=True) if k["shown"]],
                    [y for y, k in zip(ys, ks, strict=True) if k["shown"]], color=color, s=18,
@@ -495,8 +526,8 @@ def plot_report(data: dict[str, Any], path: Path) -> None:
 
     switch = [s for s in data["summaries"] if s["kind"] == "file-switch"]
     typing = {(s["mode"], s["repeat"]): s for s in data["summaries"] if s["kind"] == "typing"}
-    names = [s["mode"] + (f" #{s['repeat'] + 1}" if len(switch) > len(data["modes"]) else "")
-             for s in switch]
+    repeated = len(switch) > len({s["mode"] for s in switch})
+    names = [s["mode"] + (f" #{s['repeat'] + 1}" if repeated else "") for s in switch]
     bars = [("all p50", "p50_ms", None), ("all p95", "p95_ms", None),
             ("switch 1st p50", "switch_first_p50_ms", None),
             ("switch 1st p95", "switch_first_p95_ms", None),
