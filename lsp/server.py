@@ -78,10 +78,13 @@ IDLE_REPARSE_S = 0.25
 IDLE_REPARSE_SLICE_MS = 50.0
 #: Pause in requests after which warm-ups given up for them are resumed.
 REWARM_AFTER_S = 1.0
-#: Threads that hand work to the model. More than one, so that a keystroke's request reaches
-#: the backend while a warm-up or a late answer runs there, and the backend lets it go first
-#: (llama.cpp: `LlamaCppBackend._step_aside`; an engine process: the same, over there).
-MODEL_WORKERS = 4
+#: Threads that hand work to the model: for requests someone waits for, and for background
+#: work (warm-ups, late answers, prefetches). Apart, so that a keystroke's request reaches the
+#: backend while background work runs there, and the backend lets it go first (llama.cpp:
+#: `LlamaCppBackend._step_aside`; an engine process: the same, over there); with one pool,
+#: background jobs of a few documents could hold every thread and the keystroke wait for one.
+MODEL_WORKERS = 2
+BACKGROUND_WORKERS = 4
 #: Characters that may follow the cursor and still be replaced by a suggestion that ends in
 #: them (auto-closed brackets and quotes).
 CLOSING = frozenset(")]}>\"'`;, \t")
@@ -104,6 +107,8 @@ class GhostfillServer(LanguageServer):
         self._engine_ready = threading.Event()
         self._model_pool = ThreadPoolExecutor(max_workers=MODEL_WORKERS,
                                               thread_name_prefix="ghostfill-model")
+        self._background_pool = ThreadPoolExecutor(max_workers=BACKGROUND_WORKERS,
+                                                   thread_name_prefix="ghostfill-background")
         self.crash_guard = CrashGuard()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: The prefix-only FIM warning is shown once per server (then only in the answers).
@@ -296,8 +301,16 @@ class GhostfillServer(LanguageServer):
         return self.engine
 
     async def run_model(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` on a model thread; `background=True` among the kwargs (a
+        request nobody waits for) takes a thread of the background pool."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._model_pool, lambda: fn(*args, **kwargs))
+        pool = self._background_pool if kwargs.get("background") else self._model_pool
+        return await loop.run_in_executor(pool, lambda: fn(*args, **kwargs))
+
+    async def run_background(self, fn: Any, *args: Any) -> Any:
+        """`fn(*args)` (a warm-up) on a thread of the background pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._background_pool, lambda: fn(*args))
 
     def warm(self, session: DocumentSession) -> None:
         """Owe `session` a warm-up: its window read into its cache slot before the first
@@ -337,8 +350,8 @@ class GhostfillServer(LanguageServer):
                 prepared = await self.service.prepare(engine, source)
                 session.adopt(source)
                 if not cancel.cancelled:
-                    await self.run_model(engine.warm, prepared.prompt.tokens[:-1],
-                                         cancel, prepared.path or None)
+                    await self.run_background(engine.warm, prepared.prompt.tokens[:-1],
+                                              cancel, prepared.path or None)
                     self.stats.add(warmed=1)
             except GhostfillError as e:
                 log.debug("warm-up skipped: %s", e)
@@ -567,6 +580,14 @@ def did_change(ls: GhostfillServer, params: types.DidChangeTextDocumentParams) -
     session.edited_at = ls.edit_count
     session.cancel("document changed")
     ls.reparse_when_idle(session)
+
+
+@server.feature(types.SHUTDOWN)
+def shutdown(ls: GhostfillServer, *args: Any) -> None:
+    """Cancel what runs for the documents (answers, late answers, warm-ups): the exit that
+    follows must not wait for a model thread to finish a long answer."""
+    for session in ls.sessions.values():
+        session.close()
 
 
 @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
