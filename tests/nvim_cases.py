@@ -17,9 +17,10 @@ from tests.test_nvim_plugin import find_nvim
 
 
 def run_scripted_cases(tmp_path: Path, cases: str, options: dict[str, Any],
-                       script: dict[str, Any], timeout_s: float = 150) -> dict[str, Any]:
+                       script: dict[str, Any], timeout_s: float = 150,
+                       env: dict[str, str] | None = None) -> dict[str, Any]:
     """The report of tests/nvim/`cases` ({case: {ok, error, data}}); `script` is the scripted
-    engine's, its log at `tmp_path`/script.json.log."""
+    engine's, its log at `tmp_path`/script.json.log; `env`: more for the cases to read."""
     vocab("starcoder")
     nvim, why = find_nvim()
     if nvim is None:
@@ -29,7 +30,7 @@ def run_scripted_cases(tmp_path: Path, cases: str, options: dict[str, Any],
     files = tmp_path / "files"
     files.mkdir()
     out = tmp_path / "report.json"
-    env = {**os.environ,
+    env = {**os.environ, **(env or {}),
            "GHOSTFILL_ROOT": str(ROOT),
            "GHOSTFILL_TEST_CMD": json.dumps([sys.executable,
                                              str(ROOT / "tests" / "scripted_server.py")]),

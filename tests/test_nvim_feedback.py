@@ -7,16 +7,9 @@ engine (tests/scripted_server.py).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import ROOT, vocab
-from tests.test_nvim_plugin import find_nvim
+from tests.nvim_cases import run_scripted_cases
 
 ANSWER = "return sum(values) / len(values)"
 OPTIONS = {"server": {"debounceMs": 0, "warmOnOpen": False, "prefetch": False,
@@ -25,34 +18,7 @@ OPTIONS = {"server": {"debounceMs": 0, "warmOnOpen": False, "prefetch": False,
 
 
 def test_accepting_a_word_sends_did_partially_accept_completion(tmp_path: Path):
-    vocab("starcoder")
-    nvim, why = find_nvim()
-    if nvim is None:
-        pytest.skip(why)
-    script = tmp_path / "script.json"
-    script.write_text(json.dumps({"answer": ANSWER}))
-    files = tmp_path / "files"
-    files.mkdir()
-    out = tmp_path / "report.json"
-    env = {**os.environ,
-           "GHOSTFILL_ROOT": str(ROOT),
-           "GHOSTFILL_TEST_CMD": json.dumps([sys.executable,
-                                             str(ROOT / "tests" / "scripted_server.py")]),
-           "GHOSTFILL_TEST_OPTIONS": json.dumps(OPTIONS),
-           "GHOSTFILL_SCRIPT": str(script),
-           "GHOSTFILL_STATE_DIR": str(tmp_path / "state-ghostfill"),
-           "GHOSTFILL_TEST_OUT": str(out),
-           "GHOSTFILL_TEST_DIR": str(files),
-           "GHOSTFILL_TEST_BUDGET_S": "100",
-           "XDG_CONFIG_HOME": str(tmp_path / "config"),
-           "XDG_DATA_HOME": str(tmp_path / "data"),
-           "XDG_STATE_HOME": str(tmp_path / "state")}
-    cmd = [nvim, "--headless", "--clean", "-u", str(ROOT / "tests" / "nvim" / "init.lua"),
-           "-c", f"luafile {ROOT / 'tests' / 'nvim' / 'feedback_cases.lua'}"]
-    proc = subprocess.run(cmd, cwd=files, env=env, capture_output=True, text=True, timeout=150,
-                          check=False)
-    assert out.exists(), (proc.stdout + proc.stderr)[-3000:]
-    report = json.loads(out.read_text())
+    report = run_scripted_cases(tmp_path, "feedback_cases.lua", OPTIONS, {"answer": ANSWER})
     assert report["format_stats"]["data"]["last"] == (
         "python:      4 shown, 1 accepted, 2 in part, 1 typed over; 30/80 characters kept (38%)")
     result = report.get("accept_word_then_all")
