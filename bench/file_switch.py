@@ -430,17 +430,19 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(run)
                 summary = summarize(run)
                 summary["focus"] = focused
-                if typing_spans and reference is None:
+                first_of_mode = typing_spans and reference is None
+                if first_of_mode:
                     typing.append(asyncio.run(typing_replay(typing_spans, settings, mode,
                                                             args.pause_ms / 1000)))
                     reference = {**typing[-1].summary(), "kind": "typing", "mode": mode,
                                  "repeat": repeat}
-                    summaries.append(reference)
-                    print(json.dumps(reference), flush=True)
                 summary["goals"] = goals(summary, reference)
                 summaries.append(summary)
                 print(json.dumps({k: v for k, v in summary.items() if k != "sources"}),
                       flush=True)
+                if first_of_mode and reference is not None:
+                    summaries.append(reference)  # the mode's reference, after its first run
+                    print(json.dumps(reference), flush=True)
     payload = report(args, spans, typing_spans, runs, typing, summaries, load_start)
     from ghostfill.bench.results import write_results
 
