@@ -88,6 +88,14 @@ def engine(cfg: Config, events: Events | None = None) -> EngineBackend:
     return backend
 
 
+def shared_server(runtime: Path) -> SyncClient:
+    """`ghostfill serve` over stdio with the shared engine of this test's runtime folder."""
+    command = ["env", f"GHOSTFILL_RUNTIME_DIR={runtime}", sys.executable, "-m", "ghostfill",
+               "serve"]
+    return SyncClient(settings={"server": {"debounceMs": 0}, "model": {"contextLength": 512}},
+                      command=command)
+
+
 def test_a_generation_through_the_engine_is_the_in_process_one(runtime: Path):
     cfg = config()
     backend = engine(cfg)
@@ -137,12 +145,9 @@ def test_the_socket_and_its_folder_are_the_users_only(runtime: Path):
 
 
 def test_two_servers_starting_at_once_share_one_engine(runtime: Path):
-    env = f"GHOSTFILL_RUNTIME_DIR={runtime}"
-    command = ["env", env, sys.executable, "-m", "ghostfill", "serve"]
-    settings = {"server": {"debounceMs": 0}, "model": {"contextLength": 512}}
     servers: list[SyncClient] = []
-    threads = [threading.Thread(target=lambda: servers.append(
-        SyncClient(settings=settings, command=command))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: servers.append(shared_server(runtime)))
+               for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -368,10 +373,7 @@ def test_a_tcp_engine_needs_its_token(runtime: Path):
 
 
 def test_the_server_outlives_its_engine_says_so_once_and_serves_again(runtime: Path):
-    command = ["env", f"GHOSTFILL_RUNTIME_DIR={runtime}", sys.executable, "-m", "ghostfill",
-               "serve"]
-    server = SyncClient(settings={"server": {"debounceMs": 0}, "model": {"contextLength": 512}},
-                        command=command)
+    server = shared_server(runtime)
     try:
         uri = "file:///tmp/gf-outlive/a.py"
         server.open(uri, PROMPT)
@@ -608,10 +610,7 @@ def test_the_tokenizer_lives_in_the_engine_and_answers_as_the_vocabulary_does(ru
 def test_a_server_with_the_shared_engine_loads_no_model_code(runtime: Path):
     """What makes three windows cost one model: neither weights nor vocabulary nor llama.cpp
     itself is mapped into a `ghostfill serve` that uses the shared engine."""
-    command = ["env", f"GHOSTFILL_RUNTIME_DIR={runtime}", sys.executable, "-m", "ghostfill",
-               "serve"]
-    server = SyncClient(settings={"server": {"debounceMs": 0}, "model": {"contextLength": 512}},
-                        command=command)
+    server = shared_server(runtime)
     try:
         uri = "file:///tmp/gf-light/a.py"
         server.open(uri, PROMPT)
