@@ -186,10 +186,11 @@ PREFILL_MIN_CHUNK = 16
 #: Weight of the newest chunk in the prefill speed's moving average.
 PREFILL_SPEED_WEIGHT = 0.3
 #: Background reads (warm-ups, answers finishing after their budget) go in batches of about
-#: this long, so that a keystroke's request waits at most that for the model (see
-#: `LlamaCppBackend._step_aside`). On two cores 32-token batches cost ~10 % more per token
-#: than 256-token ones, which take ~800 ms late in a 2,048-token window.
-PREFILL_SLICE_MS = 100.0
+#: this long while the user types, so that a keystroke's request waits at most that for the
+#: model (see `LlamaCppBackend._step_aside`) and keeps most of a 150 ms budget. On two cores
+#: 16-token batches cost ~25 % more per token than 256-token ones, which take ~800 ms late in
+#: a 2,048-token window; between bursts of typing the slices are long (`TYPING_PAUSE_S`).
+PREFILL_SLICE_MS = 50.0
 #: Slice length before this machine's prompt speed is measured.
 PREFILL_SLICE_TOKENS = 32
 #: While nobody has typed for this long, background reads take longer slices
