@@ -521,13 +521,14 @@ class LlamaCppBackend:
         return self._logits_at(-1)
 
     def _prefill(self, tokens: list[int], cancel: CancelToken | None,
-                 deadline: float | None, background: str | None = None) -> _Prefill:
+                 deadline: float | None, background: bool = False,
+                 document: str | None = None) -> _Prefill:
         """Bring the current slot's cache to `tokens`.
 
         Chunks already evaluated stay in the cache when a cancel or deadline interrupts, so
         the next keystroke continues where this one stopped instead of starting over; under
-        a deadline the chunks are sized to the time left (`prefill_chunk`). `background`
-        (the document of a warm-up or of an answer finishing after its budget): read in
+        a deadline the chunks are sized to the time left (`prefill_chunk`). `background` (a
+        warm-up or an answer finishing after its budget, in `document`'s slot): read in
         short slices, stepping aside between them for any keystroke that waits.
         """
         shifted = self._shift_window(tokens) if self.kv_reuse and self.kv_shift else 0
@@ -537,7 +538,7 @@ class LlamaCppBackend:
         while pos < len(tokens):
             if cancel is not None and cancel.cancelled:
                 return _Prefill(reused, evaluated, False, shifted)
-            if background is not None and self._step_aside(background, cancel):
+            if background and self._step_aside(document, cancel):
                 pos = self._resume_point(tokens)
                 continue
             now = time.monotonic()
@@ -547,7 +548,7 @@ class LlamaCppBackend:
                 len(tokens) - pos, self.batch_size,
                 time_left_ms=None if deadline is None else (deadline - now) * 1000,
                 ms_per_token=self.prefill_ms_per_token,
-                slice_ms=None if background is None else self._slice_ms(now))
+                slice_ms=self._slice_ms(now) if background else None)
             self._decode(tokens[pos : pos + size])
             self._note_speed(size, (time.monotonic() - now) * 1000)
             pos += size
@@ -566,7 +567,7 @@ class LlamaCppBackend:
         self._truncate_cache(kept)
         return kept
 
-    def _step_aside(self, document: str, cancel: CancelToken | None) -> bool:
+    def _step_aside(self, document: str | None, cancel: CancelToken | None) -> bool:
         """Background work gives the model to the keystrokes waiting for it, then takes it
         back for `document` (whose slot they may have used, or taken: callers re-check the
         cache). False when nobody waits. Called with `_lock` held; holds it again after.
@@ -667,19 +668,21 @@ class LlamaCppBackend:
             return 0
         with self._model_turn(interactive=False):
             self._use_slot(document)
-            return self._prefill(tokens, cancel, None, background=document or "").evaluated
+            return self._prefill(tokens, cancel, None, background=True,
+                                 document=document).evaluated
 
     def generate(self, request: GenerationRequest) -> Generation:
         timings = Timings(prompt_tokens=len(request.tokens))
         check_prompt(request.tokens, self.context_length)
-        background = (request.prompt.document or "") if request.background else None
-        with self._model_turn(interactive=background is None):
+        background, document = request.background, request.prompt.document
+        with self._model_turn(interactive=not background):
             start = time.monotonic()
             timings.queued_ms = (start - request.created) * 1000
             if request.cancel.cancelled:
                 return Generation("", [], "cancelled", timings)
             self._use_slot(request.prompt.document)
-            done = self._prefill(request.tokens, request.cancel, request.deadline, background)
+            done = self._prefill(request.tokens, request.cancel, request.deadline, background,
+                                 document)
             timings.reused_tokens, timings.evaluated_tokens = done.reused, done.evaluated
             timings.shifted_tokens = done.shifted
             after_prompt = time.monotonic()
@@ -693,7 +696,7 @@ class LlamaCppBackend:
             return result
 
     def _decode_loop(self, request: GenerationRequest, timings: Timings,
-                     t0: float, background: str | None = None) -> Generation:
+                     t0: float, background: bool = False) -> Generation:
         """Greedy decoding with optional prompt-lookup drafts, checked token by token.
 
         A draft (tokens that followed the same n-gram earlier in the context) is verified in one
@@ -724,14 +727,15 @@ class LlamaCppBackend:
                     draft = prompt_lookup([*request.tokens, *loop.tokens], budget,
                                           self.ngram_max, LOOKUP_MIN_NGRAM) if budget > 0 else []
                 batch = [next_token, *draft]
-                if background is not None and self._step_aside(background, request.cancel):
+                document = request.prompt.document
+                if background and self._step_aside(document, request.cancel):
                     if loop.interrupted():
                         break
                     # Back in this document's slot: it must hold the prompt and the answer
                     # so far (all but `next_token`, which the batch evaluates).
                     held = [*request.tokens, *loop.tokens[:-1]]
                     if self._cached != held:
-                        self._prefill(held, request.cancel, None, background)
+                        self._prefill(held, request.cancel, None, True, document)
                     if request.cancel.cancelled:
                         loop.interrupt("cancelled")
                         break

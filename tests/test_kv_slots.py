@@ -265,31 +265,32 @@ def test_a_request_cut_by_its_deadline_leaves_a_cache_the_next_continues(
     assert done.timings.evaluated_tokens == len(tokens) - held
 
 
+@pytest.mark.parametrize("warmed_doc", ["warmed.py", None])
 def test_a_keystroke_does_not_wait_for_a_warm_up_in_another_document(
-        slotted: LlamaCppBackend):
+        slotted: LlamaCppBackend, warmed_doc: str | None):
     """A warm-up (background) steps aside between its slices for a request that waits, and
-    goes on afterwards in its own slot: the request is answered while the warm-up still
-    runs, both end exactly as they would alone."""
+    goes on afterwards in its own slot (the shared one of documents without a path too):
+    the request is answered while the warm-up still runs, both end as they would alone."""
     long = prompt(slotted, 2000, 2400)  # ~600 tokens: many slices
     short = prompt(slotted, 6000)
     assert len(long) > 4 * PREFILL_SLICE_TOKENS
     alone = fresh(slotted, short)
     slotted._use_slot("typed.py")
     slotted._truncate_cache(0)
-    slotted._use_slot("warmed.py")
+    slotted._use_slot(warmed_doc)
     slotted._truncate_cache(0)
     before = slotted.stepped_aside
     order: list[str] = []
     warmed: list[int] = []
 
     def warm() -> None:
-        warmed.append(slotted.warm(long, document="warmed.py"))
+        warmed.append(slotted.warm(long, document=warmed_doc))
         order.append("warm")
 
     thread = threading.Thread(target=warm)
     thread.start()
     # Ask once the warm-up holds the model and has read something (its first slice).
-    while not (slotted._slot.seq == slotted._table._of.get("warmed.py", slotted._slot).seq
+    while not (slotted._slot.seq == slotted._table._of.get(warmed_doc, slotted._slot).seq
                and len(slotted._cached) > 0):
         time.sleep(0.001)
     answer = ask(slotted, short, "typed.py", max_tokens=10)
@@ -299,7 +300,7 @@ def test_a_keystroke_does_not_wait_for_a_warm_up_in_another_document(
     assert slotted.stepped_aside > before
     assert answer.tokens == alone
     assert warmed == [len(long)]  # nothing read twice: the slot kept what was read before
-    slotted._use_slot("warmed.py")
+    slotted._use_slot(warmed_doc)
     assert slotted._cached == long
     cache_is_consistent(slotted)
 
