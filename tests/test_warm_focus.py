@@ -22,18 +22,13 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 
 from tests.conftest import SERVE
 from tests.lsp_helpers import change, focus, inline, open_doc, stats
-from tests.test_server_behaviour import SCRIPT, SCRIPTED, engine_log, start
+from tests.test_server_behaviour import (
+    SCRIPT,
+    engine_log,
+    warming_client,  # noqa: F401  (the fixture: the scripted server with warm-ups on)
+)
 
 DOCS = [f"file:///tmp/ghostfill-scripted/{name}.py" for name in ("a", "b", "c")]
-
-
-@pytest_lsp.fixture(config=SCRIPTED)
-async def warming(lsp_client: LanguageClient):
-    await start(lsp_client, {"server": {"debounceMs": 0, "warmOnOpen": True, "prefetch": False,
-                                        "engine": "inprocess"},
-                             "completion": {"latencyBudgetMs": 10_000}})
-    yield
-    await lsp_client.shutdown_session()
 
 
 def warm_events() -> list[tuple[str, str]]:
@@ -56,9 +51,9 @@ async def until(condition: Any, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}: {warm_events()}")
 
 
-async def test_one_warm_up_at_a_time_the_document_in_front_first(warming: LanguageClient,
-                                                                  tmp_path: Path):
-    client = warming
+async def test_one_warm_up_at_a_time_the_document_in_front_first(
+        warming_client: LanguageClient, tmp_path: Path):  # noqa: F811
+    client = warming_client
     hold = tmp_path / "go"
     SCRIPT.write_text(json.dumps({"answer": "return 0", "warm_hold": str(hold)}))
     for uri in DOCS:
@@ -79,8 +74,8 @@ async def test_one_warm_up_at_a_time_the_document_in_front_first(warming: Langua
 
 
 async def test_a_focus_report_for_a_closed_or_unknown_position_is_harmless(
-        warming: LanguageClient):
-    client = warming
+        warming_client: LanguageClient):  # noqa: F811
+    client = warming_client
     focus(client, "file:///tmp/ghostfill-scripted/never-opened.py", 0, 0)
     open_doc(client, DOCS[0], "x = 1\n")
     focus(client, DOCS[0], 99, 99)  # past the end: logged, the focus still counts
