@@ -217,6 +217,15 @@ class Backend(Protocol):
         `document` names the per-document cache slot to fill (`PromptParts.document`)."""
         ...
 
+    def score(self, prompt: list[int], continuations: list[list[int]], *,
+              document: str | None = None,
+              cancel: CancelToken | None = None) -> list[float] | None:
+        """The model's log-probability of each continuation right after `prompt` (summed over
+        its ids), for choosing among candidate answers by how well the code after the cursor
+        follows them (`completion/suffix_check.py`). None when the backend cannot say
+        (remote engines return no prompt log-probabilities) or `cancel` fired."""
+        ...
+
     def options(self) -> dict[str, object]:
         """How this backend runs the model, for logs, `ghostfill/stats` and `ghostfill doctor`."""
         ...

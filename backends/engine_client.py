@@ -153,7 +153,7 @@ class EngineConnection:
 
     def _delta(self, op: str, payload: dict[str, Any]) -> dict[str, Any]:
         """`payload` with its prompt's ids as a delta (`PromptDeltas`)."""
-        if op == "warm":
+        if op in ("warm", "score"):
             return {**payload, **self._deltas.encode(payload.get("document"),
                                                      list(payload["tokens"]))}
         if op == "generate":
@@ -494,6 +494,14 @@ class EngineBackend:
              document: str | None = None) -> int:
         done = self._call("warm", {"tokens": tokens, "document": document}, cancel)
         return int(done["evaluated"]) if done is not None else 0
+
+    def score(self, prompt: list[int], continuations: list[list[int]], *,
+              document: str | None = None,
+              cancel: CancelToken | None = None) -> list[float] | None:
+        done = self._call("score", {"tokens": prompt, "continuations": continuations,
+                                    "document": document}, cancel)
+        scores = done.get("scores") if done is not None else None
+        return [float(s) for s in scores] if isinstance(scores, list) else None
 
     def close(self) -> None:
         self.supervisor.close()

@@ -363,7 +363,7 @@ class EngineService:
                     token = client.inflight.get(rid) if isinstance(rid, int) else None
                 if token is not None:
                     token.cancel("cancelled by the client")
-            elif op in ("generate", "warm") and isinstance(rid, int):
+            elif op in ("generate", "warm", "score") and isinstance(rid, int):
                 try:
                     self._whole_prompt(client, op, message)
                 except (KeyError, TypeError, ValueError) as e:
@@ -391,7 +391,7 @@ class EngineService:
     @staticmethod
     def _whole_prompt(client: _Client, op: str, message: dict[str, Any]) -> None:
         """Replace the prompt's delta (`PromptDeltas`) by its ids, on the reading thread."""
-        if op == "warm":
+        if op in ("warm", "score"):
             message["tokens"] = client.deltas.decode(message.get("document"), message)
             message.pop("keep", None)
         else:
@@ -422,6 +422,11 @@ class EngineService:
             if op == "warm":
                 done: dict[str, Any] = {"evaluated": backend.warm(
                     [int(t) for t in message["tokens"]], cancel, message.get("document"))}
+            elif op == "score":
+                done = {"scores": backend.score(
+                    [int(t) for t in message["tokens"]],
+                    [[int(t) for t in ids] for ids in message["continuations"]],
+                    document=message.get("document"), cancel=cancel)}
             else:
                 data = message["request"]
 

@@ -37,7 +37,7 @@ from ghostfill.backends.sequences import common_prefix
 from ghostfill.errors import BackendError
 
 #: Bumped when a message changes meaning; the handshake refuses another protocol.
-PROTOCOL = 3
+PROTOCOL = 4
 #: The longest line either side accepts (a full-context prompt is far below this).
 MAX_LINE = 16 * 1024 * 1024
 
@@ -96,7 +96,7 @@ class PromptDeltas:
 
     A keystroke changes the last few tokens of a ~1,700-token prompt; sending all the ids
     each time cost ~0.5 ms of JSON on each side. Both ends apply the same rule to every
-    `generate` and `warm` of the connection, in the order sent (one socket, one reading
+    `generate`, `warm` and `score` of the connection, in the order sent (one socket, one reading
     thread), so they hold the same prompts; a new connection starts empty.
     """
 

@@ -229,6 +229,13 @@ def prefill_chunk(remaining: int, batch_size: int, *, time_left_ms: float | None
     return max(1, min(remaining, batch_size, size))
 
 
+def _log_prob(logits: np.ndarray, token: int) -> float:
+    """log softmax(logits)[token], in float64 (a sum over ~30 ids must not lose precision)."""
+    values = logits.astype(np.float64)
+    top = values.max()
+    return float(values[token] - top - math.log(np.exp(values - top).sum()))
+
+
 @dataclass
 class _Slot:
     """One document's KV cache: a llama.cpp sequence and the token ids cached in it."""
@@ -670,6 +677,35 @@ class LlamaCppBackend:
             self._use_slot(document)
             return self._prefill(tokens, cancel, None, background=True,
                                  document=document).evaluated
+
+    def score(self, prompt: list[int], continuations: list[list[int]], *,
+              document: str | None = None,
+              cancel: CancelToken | None = None) -> list[float] | None:
+        """Each continuation read after `prompt` in `document`'s slot, logits for all its
+        ids; the prompt's cache is reused and kept (the slot holds the prompt after)."""
+        if not prompt:
+            return None
+        check_prompt([*prompt, *max(continuations, key=len, default=[])], self.context_length)
+        scores: list[float] = []
+        with self._model_turn(interactive=True):
+            self._use_slot(document)
+            if not self._prefill(prompt, cancel, None, document=document).finished:
+                return None
+            for continuation in continuations:
+                if cancel is not None and cancel.cancelled:
+                    return None
+                # The last prompt id again: its logits predict the continuation's first id.
+                self._truncate_cache(len(prompt) - 1)
+                sequence = [prompt[-1], *continuation]
+                total = 0.0
+                for start in range(0, len(sequence) - 1, self.batch_size):
+                    chunk = sequence[start : start + self.batch_size]
+                    self._decode(chunk, all_logits=True)
+                    for i, token in enumerate(sequence[start + 1 : start + 1 + len(chunk)]):
+                        total += _log_prob(self._logits_at(i), token)
+                scores.append(total)
+            self._truncate_cache(len(prompt))
+        return scores
 
     def generate(self, request: GenerationRequest) -> Generation:
         timings = Timings(prompt_tokens=len(request.tokens))

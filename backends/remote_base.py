@@ -178,6 +178,12 @@ class StreamingRemoteBackend:
         """Nothing to do ahead of time: the servers cache prompts themselves (prefix caching)."""
         return 0
 
+    def score(self, prompt: list[int], continuations: list[list[int]], *,
+              document: str | None = None,
+              cancel: CancelToken | None = None) -> list[float] | None:
+        """Not offered: the servers return no log-probabilities of a given text."""
+        return None
+
     def options(self) -> dict[str, object]:
         return {"endpoint": self.config.endpoint, "model": self.config.model or None}
 

@@ -332,6 +332,34 @@ class TransformersBackend:
         timings.decode_ms = (time.monotonic() - t0) * 1000
         return Generation(text, loop.tokens, loop.reason, timings)
 
+    def score(self, prompt: list[int], continuations: list[list[int]], *,
+              document: str | None = None,
+              cancel: CancelToken | None = None) -> list[float] | None:
+        """One forward pass over prompt + continuation each, without the document caches:
+        scoring is rare (an invoked request before code) and a KVModel holds one sequence, so
+        a cached prompt would be re-read per continuation anyway."""
+        if not prompt:
+            return None
+        import torch
+
+        check_prompt([*prompt, *max(continuations, key=len, default=[])], self.context_length)
+        scores: list[float] = []
+        with self._lock:
+            for continuation in continuations:
+                if cancel is not None and cancel.cancelled:
+                    return None
+                ids = torch.tensor([[*prompt, *continuation]], device=self.device)
+
+                def forward(ids: Any = ids) -> Any:
+                    with torch.no_grad():
+                        return self._target_model(ids).logits[0].float()
+
+                logits = self._guarded(forward)
+                logp = torch.log_softmax(logits[len(prompt) - 1 : -1], dim=-1)
+                picked = logp.gather(1, ids[0, len(prompt):].unsqueeze(1))
+                scores.append(float(picked.sum()))
+        return scores
+
     def _guarded(self, fn: Any) -> Any:
         """Run model work; a failure (e.g. out of GPU memory) becomes a BackendError."""
         try:

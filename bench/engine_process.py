@@ -366,6 +366,11 @@ class Recorder:
              document: str | None = None) -> int:
         return self.inner.warm(tokens, cancel, document)
 
+    def score(self, prompt: list[int], continuations: list[list[int]], *,
+              document: str | None = None,
+              cancel: CancelToken | None = None) -> list[float] | None:
+        return self.inner.score(prompt, continuations, document=document, cancel=cancel)
+
     def close(self) -> None:
         self.inner.close()
 

@@ -14,6 +14,9 @@ the text (window, template, stop rules and post-processing included). Configurat
   * `pipeline-suffix-before`, `pipeline-suffix-<n>-lines`, `pipeline-suffix-none`: the pipeline
     with `completion.suffixLayout` "before-prefix" (the whole suffix window, or its first n
     lines) or "none": where a model without FIM tokens sees the code after the cursor (#18).
+  * `pipeline-invoked`: the pipeline as a request the user asked for (`run_choices`, its first
+    suggestion): with a prefix-only model, the answer is checked against the code below the
+    cursor (`completion.suffixCheck`, #18). Otherwise the same as `pipeline`.
   * `pipeline-mid-line`: the pipeline as it was before insertions before code (#18): a cursor
     in the leading whitespace of a line that holds code is treated as a cursor inside that
     line (one line, no line break; with `multiline="auto"` exactly the old behaviour). In the
@@ -80,6 +83,8 @@ RAW, PIPELINE, ABLATION = "raw", "pipeline", "pipeline-no-"
 ONE_TRY = "pipeline-one-try"
 #: The pipeline without the handling of insertions before code (see the module docstring).
 MID_LINE = "pipeline-mid-line"
+#: The pipeline as an invoked request (see the module docstring).
+INVOKED = "pipeline-invoked"
 #: The pipeline with other settings, side by side with `pipeline` in one run: where a model
 #: without FIM tokens sees the suffix (`completion.suffixLayout`, issue #18).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -102,7 +107,7 @@ def default_results_dir() -> Path:
 
 
 def all_configs() -> list[str]:
-    return [RAW, PIPELINE, ONE_TRY, MID_LINE, *VARIANTS,
+    return [RAW, PIPELINE, INVOKED, ONE_TRY, MID_LINE, *VARIANTS,
             *(ABLATION + name for name, _ in FILTERS)]
 
 
@@ -171,6 +176,8 @@ class Attempt:
     detail: str = ""
     #: What this request left in the KV cache (prompt + generated tokens); not written out.
     cache: list[int] = field(default_factory=list, repr=False)
+    #: The suffix check's decision (`CompletionEngine.suffix_checked`), when it ran.
+    suffix_check: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,6 +185,7 @@ class Attempt:
             "syntax_ok": self.syntax_ok, "joins": self.joins,
             "status": self.status, "detail": self.detail, "stop_reason": self.stop_reason,
             "latency_ms": round(self.latency_ms, 2), "timings": self.timings,
+            **({"suffix_check": self.suffix_check} if self.suffix_check else {}),
         }
 
 
@@ -311,10 +319,11 @@ def run_raw(engine: Any, task: Task, options: Options) -> Attempt:
 
 def run_pipeline(engine: Any, task: Task, options: Options, ablations: list[str],
                  disabled: frozenset[str] = frozenset(),
-                 mid_line: bool = False) -> dict[str, Attempt]:
+                 mid_line: bool = False, invoked: bool = False) -> dict[str, Attempt]:
     """The pipeline's attempt (with `disabled` filters off), plus `ablations` derived from its
     generation by re-running the filters (see the module docstring). `mid_line`: without the
-    handling of insertions before code (`MID_LINE`)."""
+    handling of insertions before code (`MID_LINE`); `invoked`: as an invoked request
+    (`INVOKED`)."""
     text, offset = document(task, options.document)
     multiline = task.multiline if options.multiline == "hole" else None
     before = is_before_code(text[:offset], text[offset:])
@@ -329,14 +338,19 @@ def run_pipeline(engine: Any, task: Task, options: Options, ablations: list[str]
                            stopper=replace(prepared.stopper, before_code=False,
                                            next_line=_line_after(text, offset)),
                            filters=replace(prepared.filters, before_code=False))
-    result = engine.run(prepared, deadline=deadline_after(start, options.budget_ms),
-                        created=start, disabled_filters=disabled)
+    if invoked:
+        result = engine.run_choices(prepared, 1, deadline=deadline_after(start, options.budget_ms),
+                                    created=start, disabled_filters=disabled)[0]
+    else:
+        result = engine.run(prepared, deadline=deadline_after(start, options.budget_ms),
+                            created=start, disabled_filters=disabled)
     latency = (time.monotonic() - start) * 1000
     # The generated ids are not in the result; re-encoding the model text comes close enough
     # for restoring the cache (see generate_all).
     cache = prepared.prompt.tokens + engine.tokenizer.encode(result.raw)
+    check = result.extra.get("suffix_check")
     out = {"": Attempt(result.text, result.raw, result.stop_reason, latency, result.timings,
-                       cache=cache)}
+                       cache=cache, suffix_check=check if isinstance(check, dict) else None)}
     if not ablations:
         return out
     own_ms = _timed_postprocess(result.raw, prepared.filters, disabled)[1]
@@ -405,6 +419,8 @@ def _generate_chunks(engine: Any, tasks: list[Task], options: Options, log: Log,
         passes.append((PIPELINE, frozenset()))
     if ONE_TRY in options.configs:
         passes.append((ONE_TRY, frozenset()))
+    if INVOKED in options.configs:
+        passes.append((INVOKED, frozenset()))
     if MID_LINE in options.configs:
         passes.append((MID_LINE, frozenset()))
     engines = {name: engine.with_config(engine.config.updated(update))
@@ -428,7 +444,8 @@ def _generate_chunks(engine: Any, tasks: list[Task], options: Options, log: Log,
                 else:
                     attempts = run_pipeline(engines.get(config, engine), task,
                                             options, derived if config == PIPELINE else [],
-                                            disabled, mid_line=config == MID_LINE)
+                                            disabled, mid_line=config == MID_LINE,
+                                            invoked=config == INVOKED)
                 for key, attempt in attempts.items():
                     name = config if not key else ABLATION + key
                     if name in results:

@@ -24,6 +24,7 @@ Speculative = Literal["auto", "off", "prompt-lookup", "draft"]
 Device = Literal["auto", "cpu", "cuda"]
 EngineMode = Literal["shared", "private", "inprocess"]
 SuffixLayout = Literal["before-prefix", "none"]
+SuffixCheck = Literal["invoked", "off"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,12 @@ class CompletionConfig:
     #: while the user types, so the KV cache holds); "none" shows the prefix alone. The
     #: filters see the suffix either way. FIM templates place the suffix as trained.
     suffix_layout: SuffixLayout = "none"
+    #: A prefix-only model's answer at the start of a line is checked against the code below
+    #: (`completion/suffix_check.py`): when those lines use a name nothing above defines and
+    #: the answer does not bind it, lines that start by binding it are generated too, and the
+    #: candidate that makes the next lines most probable wins. "invoked": for requests the
+    #: user asked for (they cost a few generations more); "off": never.
+    suffix_check: SuffixCheck = "invoked"
     #: Language ids for which completion is off (e.g. ["markdown", "plaintext"]).
     disabled_languages: tuple[str, ...] = ()
 

@@ -18,6 +18,7 @@ from ghostfill.backends.base import (
     GenerationRequest,
     PromptParts,
 )
+from ghostfill.completion import suffix_check
 from ghostfill.completion.boundaries import boundary_lines
 from ghostfill.completion.context import Window, build_window, make_budget
 from ghostfill.completion.crossfile import Snippet, select_snippets
@@ -364,6 +365,9 @@ class CompletionEngine:
         banned: set[int] = set()
         first = self._generate(prepared, [], cancel=cancel, deadline=deadline, created=created,
                                disabled_filters=disabled_filters, banned=banned)
+        if self.config.completion.suffix_check == "invoked":
+            first = self.suffix_checked(prepared, first, cancel=cancel, deadline=deadline,
+                                        created=created, disabled_filters=disabled_filters)
         results = [first]
         if choices <= 1 or not first.text or first.partial or not self.backend.resumable:
             return results
@@ -392,6 +396,61 @@ class CompletionEngine:
                 result.extra["choice"] = len(results) + 1
                 results.append(result)
         return results
+
+    def suffix_checked(
+        self,
+        prepared: Prepared,
+        first: CompletionResult,
+        *,
+        cancel: CancelToken | None = None,
+        deadline: float,
+        created: float,
+        disabled_filters: frozenset[str] = frozenset(),
+    ) -> CompletionResult:
+        """`first`, or a line binding a name the code below needs, whichever makes the next
+        lines more probable (`completion/suffix_check.py`). Only for a prefix-only template
+        (a FIM model sees the suffix), a cursor at the start of a line, a whole answer, and
+        a backend that can score; each candidate is generated from its lead like a resumed
+        answer (its text passes the same stop rules and filters)."""
+        if (self.template.is_fim or first.partial
+                or first.stop_reason not in ("stop_rule", "stop_token", "max_tokens")):
+            return first
+        # The whole document: a prefix-only window has no suffix, and a name defined above
+        # the window is not missing.
+        before, after = prepared.filters.prefix, prepared.filters.suffix
+        if not suffix_check.at_line_start(before):
+            return first
+        needed = suffix_check.needed_names(before, after, prepared.grammar)
+        needed = needed[: suffix_check.MAX_NAMES]
+        if not needed or suffix_check.mentions(first.text, needed):
+            return first  # nothing missing, or the answer already binds a name used below
+        indent = suffix_check.lead_indent(first.text, before, after)
+        candidates = [first]
+        for name in needed:
+            for lead in suffix_check.leads(name, prepared.grammar):
+                if time.monotonic() >= deadline or (cancel is not None and cancel.cancelled):
+                    break
+                ids = self.tokenizer.encode(indent + lead)
+                result = self._generate(prepared, ids, cancel=cancel, deadline=deadline,
+                                        created=created, disabled_filters=disabled_filters)
+                if (result.text and not result.partial and result.stop_reason in
+                        ("stop_rule", "stop_token", "max_tokens")
+                        and all(result.text != c.text for c in candidates)):
+                    candidates.append(result)
+        if len(candidates) == 1:
+            return first
+        follow = suffix_check.next_lines(after)
+        continuations = [self.tokenizer.encode(c.text + follow)[: suffix_check.MAX_SCORED_TOKENS]
+                         for c in candidates]
+        scores = self.backend.score(prepared.prompt.tokens, continuations,
+                                    document=prepared.path or None, cancel=cancel)
+        if scores is None or len(scores) != len(candidates):
+            return first
+        best = max(range(len(candidates)), key=scores.__getitem__)
+        chosen = candidates[best]
+        chosen.extra["suffix_check"] = {"needed": needed, "candidates": len(candidates),
+                                        "chosen": best}
+        return chosen
 
     def _first_word_token(self, tokens: list[int]) -> int | None:
         """The first generated id that is not whitespace: the one a retry bans."""

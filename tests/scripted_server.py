@@ -104,6 +104,12 @@ class ScriptedBackend:
             log.write(json.dumps({"end": loop.reason, "tokens": len(loop.tokens)}) + "\n")
         return Generation(loop.finish(), list(loop.tokens), loop.reason, timings)
 
+    def score(self, prompt: list[int], continuations: list[list[int]], *,
+              document: str | None = None,
+              cancel: CancelToken | None = None) -> list[float] | None:
+        """A script has answers, not probabilities."""
+        return None
+
     def warm(self, tokens: list[int], cancel: CancelToken | None = None,
              document: str | None = None) -> int:
         """Logs the warm-up and its end; {"warm_hold": path} holds a document's warm-up (not

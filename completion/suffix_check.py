@@ -1,0 +1,118 @@
+"""Choosing a prefix-only model's answer by the code after the cursor (`completion.suffixCheck`).
+
+A model without FIM tokens writes the line that best continues the code above it; it never
+sees the code below. When that code uses a name nothing above defines (`for n in numbers:`
+is missing before `sum_value += n`), the greedy line usually defines another one
+(`for num in numbers:`). Showing the model the suffix in its prompt did not help the default
+model (docs/benchmarks.md, "The suffix for models without FIM tokens"); what does is asking
+it for a line that starts by binding the missing name and keeping whichever candidate makes
+the following lines most probable, scored in the file's own order (prompt, answer, the next
+lines): log P(answer + next lines | prompt). The prompt is unchanged, so the KV cache holds,
+and the model is never shown the suffix as something to copy.
+
+These are the pure parts: which names, which leads, what is scored.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import re
+import textwrap
+
+from tree_sitter import Node
+
+from ghostfill.completion.parsing import parse_tree
+
+#: Lines after the cursor's line that the needed names come from and that are scored.
+HEAD_LINES = 2
+#: Names tried per request (each costs one generation per lead).
+MAX_NAMES = 2
+#: Ids of answer + next lines scored at most (a long line after the cursor adds little).
+MAX_SCORED_TOKENS = 128
+
+#: How a line of each language starts when it binds a name (`{}`): the leads a candidate is
+#: generated from. The name alone covers assignments everywhere.
+BINDING_LEADS: dict[str, tuple[str, ...]] = {
+    "python": ("{}", "for {}"),
+    "javascript": ("const {} =", "let {} =", "for (const {} of"),
+    "typescript": ("const {} =", "let {} =", "for (const {} of"),
+    "tsx": ("const {} =", "let {} =", "for (const {} of"),
+    "go": ("{} :=", "for _, {} := range"),
+    "rust": ("let {} =", "for {}"),
+}
+_NOT_NEEDED = {"python": frozenset(dir(builtins)) | frozenset(keyword.kwlist)}
+
+
+def at_line_start(prefix: str) -> bool:
+    """The cursor is where a new line of code starts: nothing but indentation before it."""
+    return not prefix[prefix.rfind("\n") + 1 :].strip()
+
+
+def next_lines(after: str, lines: int = HEAD_LINES) -> str:
+    """The rest of the cursor's line and the `lines` lines after it."""
+    return "\n".join(after.split("\n")[: lines + 1])
+
+
+def needed_names(before: str, after: str, grammar: str | None,
+                 lines: int = HEAD_LINES) -> list[str]:
+    """Variables the next lines use that the text before the cursor never mentions, in the
+    order they appear (builtins and keywords are not needed; attributes and fields are not
+    variables). Read with the grammar's parser, so that `.append` or a keyword argument is not
+    taken for a name; without a grammar, nothing is needed."""
+    if grammar is None:
+        return []
+    head = textwrap.dedent(next_lines(after, lines))
+    if not head.strip():
+        return []
+    found: list[str] = []
+    skip = _NOT_NEEDED.get(grammar, frozenset())
+    for node in _variables(parse_tree(head, grammar).root_node):
+        name = (node.text or b"").decode("utf-8", errors="replace")
+        if (name and name not in found and name not in skip
+                and not re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", before)):
+            found.append(name)
+    return found
+
+
+def mentions(text: str, names: list[str]) -> bool:
+    """Whether `text` has one of `names` as a whole word."""
+    return bool(set(re.findall(r"\w+", text)) & set(names))
+
+
+def _variables(root: Node) -> list[Node]:
+    """`identifier` nodes that are not the attribute of an attribute access or the name of a
+    keyword argument (Python spells both as plain identifiers)."""
+    out: list[Node] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if node.type == "identifier":
+            parent = node.parent
+            field = None
+            if parent is not None and parent.type in ("attribute", "keyword_argument"):
+                field = "attribute" if parent.type == "attribute" else "name"
+            if field is None or parent is None or parent.child_by_field_name(field) != node:
+                out.append(node)
+        stack.extend(reversed(node.children))
+    return sorted(out, key=lambda n: n.start_byte)
+
+
+def leads(name: str, grammar: str | None) -> list[str]:
+    """The starts of a line binding `name` in `grammar`."""
+    return [lead.format(name) for lead in BINDING_LEADS.get(grammar or "", ("{}",))]
+
+
+def lead_indent(answer: str, before: str, after: str) -> str:
+    """The indentation a candidate starts with: the greedy answer's (the model's own choice
+    for this line), else what the next line of code below the cursor has beyond the
+    whitespace already typed on the cursor's line."""
+    if answer.strip():
+        first = answer.lstrip("\n")
+        return first[: len(first) - len(first.lstrip(" \t"))]
+    typed = before[before.rfind("\n") + 1 :]
+    for line in after.split("\n"):
+        if line.strip():
+            indent = line[: len(line) - len(line.lstrip(" \t"))]
+            return indent[len(typed):] if indent.startswith(typed) else ""
+    return ""
