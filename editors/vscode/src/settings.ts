@@ -30,6 +30,7 @@ export const SERVER_SETTINGS: readonly string[] = [
   'completion.alternatives',
   'completion.choices',
   'completion.suffixLayout',
+  'completion.suffixCheck',
   'completion.temperature',
   'completion.disabledLanguages',
   'context.prefixShare',
