@@ -797,3 +797,22 @@ def test_banned_first_word_gives_the_next_choice_exactly(env: Env,
                             8 - len(lead) - 1)
     assert other.tokens[len(lead) + 1 :] == rest
     assert other.timings.drafted_tokens == 0
+
+
+def test_scores_are_the_models_log_probabilities(env: Env, backend: TransformersBackend) -> None:
+    """`score` (the suffix check's): each continuation's summed log-probabilities, computed
+    here the slow way, one token at a time from the full sequence's last logits."""
+    rng = random.Random(11)
+    prompt = random_prompt(rng, 10, 20)
+    continuations = [random_prompt(rng, 1, 6) for _ in range(3)]
+    scores = backend.score(prompt, continuations)
+    assert scores is not None and len(scores) == 3
+    for continuation, score in zip(continuations, scores, strict=True):
+        expected, ids = 0.0, list(prompt)
+        for token in continuation:
+            expected += float(torch.log_softmax(fresh_logits(env.target, ids), -1)[token])
+            ids.append(token)
+        assert score == pytest.approx(expected, abs=1e-3)
+    cancel = CancelToken()
+    cancel.cancel()
+    assert backend.score(prompt, continuations, cancel=cancel) is None
