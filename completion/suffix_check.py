@@ -54,6 +54,21 @@ def next_lines(after: str, lines: int = HEAD_LINES) -> str:
     return "\n".join(after.split("\n")[: lines + 1])
 
 
+def first_line(answer: str) -> str:
+    """The answer up to the end of its first line of code (leading blank lines kept)."""
+    start = len(answer) - len(answer.lstrip())
+    end = answer.find("\n", start)
+    return answer if end < 0 else answer[:end]
+
+
+def joined(answer: str, after: str) -> str:
+    """`answer` as the text before `after` once inserted: a line of its own when `after` holds
+    code on the cursor's line (an insertion before code ends with its line break)."""
+    if after.startswith("\n") or answer.endswith("\n") or not answer:
+        return answer
+    return answer + "\n"
+
+
 def needed_names(before: str, after: str, grammar: str | None,
                  lines: int = HEAD_LINES) -> list[str]:
     """Variables the next lines use that the text before the cursor never mentions, in the

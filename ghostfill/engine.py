@@ -439,15 +439,26 @@ class CompletionEngine:
                     candidates.append(result)
         if len(candidates) == 1:
             return first
+        # A block answer goes on with the model's own body, which the code below then
+        # repeats: what competes is each candidate's first line before the next lines.
+        multiline = prepared.stopper.multiline
+        shown = [suffix_check.first_line(c.text) if multiline else c.text for c in candidates]
         follow = suffix_check.next_lines(after)
-        continuations = [self.tokenizer.encode(c.text + follow)[: suffix_check.MAX_SCORED_TOKENS]
-                         for c in candidates]
+        continuations = [
+            self.tokenizer.encode(suffix_check.joined(text, after) + follow)[
+                : suffix_check.MAX_SCORED_TOKENS] for text in shown]
         scores = self.backend.score(prepared.prompt.tokens, continuations,
                                     document=prepared.path or None, cancel=cancel)
         if scores is None or len(scores) != len(candidates):
             return first
         best = max(range(len(candidates)), key=scores.__getitem__)
         chosen = candidates[best]
+        if best and multiline:
+            # The chosen line alone: its block's body is, or will be, what is below.
+            text = postprocess(shown[best], prepared.filters, disabled_filters)
+            if not text:
+                return first
+            chosen = replace(chosen, text=text, extra=dict(chosen.extra))
         chosen.extra["suffix_check"] = {"needed": needed, "candidates": len(candidates),
                                         "chosen": best}
         return chosen

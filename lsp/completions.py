@@ -192,6 +192,9 @@ class CompletionService:
         timings = result.timings
         if result.stop_reason != "cancelled" or timings.get("evaluated_tokens", 0):
             self.stats.add(model_calls=1)  # it reached the model (not dropped while queued)
+        check = result.extra.get("suffix_check")
+        if isinstance(check, dict):
+            self.stats.add(suffix_checks=1, suffix_changed=int(check.get("chosen", 0) != 0))
         for each in results:
             self.stats.add(tokens_evaluated=int(each.timings.get("evaluated_tokens", 0)),
                            tokens_reused=int(each.timings.get("reused_tokens", 0)))

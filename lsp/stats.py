@@ -50,6 +50,9 @@ class Stats:
     #: Windows read ahead into their cache slots, and cursor reports (`textDocument/didFocus`).
     warmed: int = 0
     focused: int = 0
+    #: Suffix checks run (`completion.suffixCheck`), and those that replaced the model's line.
+    suffix_checks: int = 0
+    suffix_changed: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -80,6 +83,7 @@ class Stats:
                                 "late": self.late, "ready_sent": self.ready_sent},
                 "context": {"prompts": self.prompts, "edits_shown": self.edits_shown},
                 "warm_ups": {"done": self.warmed, "focus_reports": self.focused},
+                "suffix_check": {"ran": self.suffix_checks, "changed": self.suffix_changed},
                 "engine": {"lost": self.engine_lost, "restored": self.engine_restored,
                            "failing": self.engine_failing, "notice": self.engine_notice},
             }

@@ -19,6 +19,8 @@ from ghostfill.completion import suffix_check
 from ghostfill.completion.snapshot import CompletionInput
 from ghostfill.config import Config
 from ghostfill.engine import CompletionEngine
+from ghostfill.lsp.protocol import plain
+from tests.sync_client import SyncClient
 from tests.test_engine_process import runtime  # noqa: F401 (the fixture)
 
 # ------------------------------------------------------------------------ needed names
@@ -164,3 +166,22 @@ def test_an_answer_that_already_binds_a_needed_name_is_kept(gemma_backend) -> No
         now = time.monotonic()
         result = engine.run_choices(prepared, 1, deadline=now + 120, created=now)[0]
         assert "suffix_check" not in result.extra
+
+
+def test_the_server_shows_the_checked_line_and_counts_it(tmp_path: Path) -> None:
+    """The real server over stdio, the real model in process: an invoked request at the hole
+    gets the line binding `n` first, and `ghostfill/stats` counts the check."""
+    # A budget no loaded machine runs out of: the check runs within the invoked budget.
+    server = SyncClient(settings={"server": {"debounceMs": 0, "engine": "inprocess",
+                                             "prefetch": False, "warmOnOpen": False},
+                                  "completion": {"invokedBudgetMs": 600_000}})
+    try:
+        uri = (tmp_path / "sum_product.py").as_uri()
+        server.open(uri, SUM_PRODUCT + SUM_PRODUCT_AFTER)
+        result = server.inline(uri, SUM_PRODUCT.count("\n"), 0, invoked=True)
+        first = result.items[0].insert_text
+        assert (first if isinstance(first, str) else first.value).startswith("    for n in ")
+        stats = plain(server.request("ghostfill/stats", None))
+        assert stats["suffix_check"] == {"ran": 1, "changed": 1}
+    finally:
+        server.stop()
