@@ -61,6 +61,16 @@ def first_line(answer: str) -> str:
     return answer if end < 0 else answer[:end]
 
 
+def body_below(line: str, after: str) -> bool:
+    """`line` opens a block (ends with `:` or `{`) and the next line of code below the cursor
+    is indented deeper: that code is the block's body."""
+    if not line.rstrip().endswith((":", "{")):
+        return False
+    below = next((text for text in after.split("\n") if text.strip()), "")
+    depth = len(line.lstrip("\n")) - len(line.lstrip("\n").lstrip(" \t"))
+    return len(below) - len(below.lstrip(" \t")) > depth
+
+
 def joined(answer: str, after: str) -> str:
     """`answer` as the text before `after` once inserted: a line of its own when `after` holds
     code on the cursor's line (an insertion before code ends with its line break)."""

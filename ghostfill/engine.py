@@ -439,8 +439,8 @@ class CompletionEngine:
                     candidates.append(result)
         if len(candidates) == 1:
             return first
-        # A block answer goes on with the model's own body, which the code below then
-        # repeats: what competes is each candidate's first line before the next lines.
+        # A block answer goes on with the model's own lines, which the code below may
+        # repeat: what competes is each candidate's first line before the next lines.
         multiline = prepared.stopper.multiline
         shown = [suffix_check.first_line(c.text) if multiline else c.text for c in candidates]
         follow = suffix_check.next_lines(after)
@@ -453,8 +453,9 @@ class CompletionEngine:
             return first
         best = max(range(len(candidates)), key=scores.__getitem__)
         chosen = candidates[best]
-        if best and multiline:
-            # The chosen line alone: its block's body is, or will be, what is below.
+        if best and multiline and suffix_check.body_below(shown[best], after):
+            # A block header whose body is the code below: the header alone, or the model's
+            # own body would come before that one.
             text = postprocess(shown[best], prepared.filters, disabled_filters)
             if not text:
                 return first

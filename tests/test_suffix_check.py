@@ -72,6 +72,22 @@ def test_leads_indent_and_line_start() -> None:
     assert suffix_check.next_lines("rest\na\nb\nc\n") == "rest\na\nb"
 
 
+def test_first_line_joined_and_body_below() -> None:
+    assert suffix_check.first_line("    for n in xs:\n        y += n") == "    for n in xs:"
+    assert suffix_check.first_line("\n    x = 1\n    y = 2") == "\n    x = 1"
+    # Open line: the suffix starts with the cursor line's end. Before code: a line of its own.
+    assert suffix_check.joined("    x = 1", "\n    return x") == "    x = 1"
+    assert suffix_check.joined("    x = 1", "    return x") == "    x = 1\n"
+    assert suffix_check.joined("    x = 1\n", "    return x") == "    x = 1\n"
+    # A header whose body is the code below (deeper), on an open line or before code.
+    assert suffix_check.body_below("    for n in xs:", "\n        total += n\n")
+    assert suffix_check.body_below("    if x:", "        return 1\n")
+    assert suffix_check.body_below("  if (x) {", "\n    y();\n  }\n")
+    assert not suffix_check.body_below("    if x:", "    return 1\n        y\n")
+    assert not suffix_check.body_below("    total = 0", "\n        total += n\n")
+    assert not suffix_check.body_below("    for n in xs:", "\n\n    return total\n")
+
+
 # ------------------------------------------------------------------- scores, real model
 
 PROMPT = "def add(a, b):\n    return"
