@@ -82,22 +82,50 @@ def joined(answer: str, after: str) -> str:
 def needed_names(before: str, after: str, grammar: str | None,
                  lines: int = HEAD_LINES) -> list[str]:
     """Variables the next lines use that the text before the cursor never mentions, in the
-    order they appear (builtins and keywords are not needed; attributes and fields are not
-    variables). Read with the grammar's parser, so that `.append` or a keyword argument is not
-    taken for a name; without a grammar, nothing is needed."""
+    order they appear: not builtins or keywords, not attributes or fields, not a name those
+    lines bind before they use it. Read with the grammar's parser, so that `.append` or a
+    keyword argument is not taken for a name; without a grammar, nothing is needed."""
     if grammar is None:
         return []
     head = textwrap.dedent(next_lines(after, lines))
     if not head.strip():
         return []
     found: list[str] = []
-    skip = _NOT_NEEDED.get(grammar, frozenset())
+    seen = set(_NOT_NEEDED.get(grammar, frozenset()))
     for node in _variables(parse_tree(head, grammar).root_node):
         name = (node.text or b"").decode("utf-8", errors="replace")
-        if (name and name not in found and name not in skip
-                and not re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", before)):
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        # Bound by the next lines themselves (`ans = 0` below the cursor): not missing.
+        if not _binds(node) and not re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", before):
             found.append(name)
     return found
+
+
+#: Nodes that bind the names in one of their fields (`x = …`, `for x in …`, `const x`,
+#: `x := …`, `let x`), per grammar spelling.
+_BINDING_FIELDS = {
+    "assignment": "left", "for_statement": "left", "for_in_statement": "left",
+    "variable_declarator": "name", "short_var_declaration": "left", "range_clause": "left",
+    "let_declaration": "pattern", "for_expression": "pattern",
+}
+
+
+def _binds(node: Node) -> bool:
+    """`node` is a name being bound: in the binding field of an assignment, loop or
+    declaration, directly or inside a destructuring pattern (`for e, o in …`)."""
+    parent = node.parent
+    while parent is not None:
+        field = _BINDING_FIELDS.get(parent.type)
+        if field is not None:
+            target = parent.child_by_field_name(field)
+            return target is not None and target.start_byte <= node.start_byte < target.end_byte
+        if not (parent.type.endswith("pattern") or parent.type in ("pattern_list",
+                                                                  "expression_list")):
+            return False
+        parent = parent.parent
+    return False
 
 
 def mentions(text: str, names: list[str]) -> bool:

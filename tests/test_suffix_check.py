@@ -37,10 +37,21 @@ NEEDED_CASES = [
     # A name mentioned above only as an attribute is still needed (`.total` is not `total`).
     ("python", "def f(x):\n    y = x.total\n", "    return total + y\n", ["total"]),
     # Only the rest of the cursor's line and the next two lines count (`d` is too far).
-    ("python", "def f():\n", "    a = 1\n    b = 2\n    c = 3\n    return d\n",
+    ("python", "def f():\n", "    print(a)\n    b.close()\n    c += 1\n    return d\n",
      ["a", "b", "c"]),
     # Order of first use, each once.
     ("python", "def f():\n", "    if e > 0 and o:\n        e += o\n", ["e", "o"]),
+    # Names the next lines bind before they use them are not missing (HumanEval/36: `s` and
+    # `ans` are assigned below the hole); a name used before it is bound still is.
+    ("python", "def f(ns):\n",
+     "    s = ''.join(ns)\n    ans = 0\n    for c in s:\n", []),
+    ("python", "def f(a, b):\n", "    for e, o in zip(a, b):\n        t += e\n", ["t"]),
+    ("python", "def f():\n", "    t += 1\n    t = 0\n", ["t"]),
+    ("javascript", "function f(y) {\n", "  let [a, b] = y;\n  return a + b + c;\n}\n",
+     ["c"]),
+    ("go", "func f(xs []int) int {\n", "\tfor _, v := range xs {\n\t\tt += v\n", ["t"]),
+    ("rust", "fn f(xs: &[i32]) {\n", "    let x = 1;\n    for v in xs { t += v + x; }\n",
+     ["t"]),
     # Nothing after the cursor, or no grammar: nothing needed.
     ("python", "def f():\n", "\n\n", []),
     (None, "x = 1\n", "print(y)\n", []),
