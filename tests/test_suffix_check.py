@@ -118,9 +118,11 @@ def test_scores_are_log_probabilities_and_leave_the_prompt_cached(gemma_backend)
     assert scores is not None and len(scores) == 3
     assert all(s < 0 for s in scores)
     assert scores[0] > scores[1] + 5  # the obvious body is far likelier than nonsense
-    # The chain rule: log P(ab) = log P(a) + log P(b | a), whatever the batching.
+    # The chain rule: log P(ab) = log P(a) + log P(b | a). llama.cpp's sums differ by up to
+    # ~0.1 with how the ids were batched (seen: -6.24 against -6.36 after other tests had
+    # used the model); a position off by one would be off by whole nats.
     (tail,) = gemma_backend.score(prompt + first, [rest], document=None) or [None]
-    assert tail is not None and scores[0] == pytest.approx(scores[2] + tail, abs=0.05)
+    assert tail is not None and scores[0] == pytest.approx(scores[2] + tail, abs=0.3)
     assert gemma_backend._cached == prompt + first  # the last prompt scored stays cached
 
 
