@@ -35,6 +35,8 @@ from ghostfill.fim import FimTemplate, Prompt, render_prompt, select_template
 from ghostfill.fim.render import after_cursor_header, overhead_tokens
 
 log = logging.getLogger("ghostfill.engine")
+#: Stop reasons of an answer the model ended itself (not cut by a deadline, cancel or error).
+FINISHED = ("stop_rule", "stop_token", "max_tokens")
 
 #: Filters skipped for a line cut short by the deadline: they judge finished statements.
 PARTIAL_LINE_SKIPS = frozenset({"syntax_validity", "dangling_block"})
@@ -388,7 +390,7 @@ class CompletionEngine:
                                    disabled_filters=disabled_filters)
             token = self._first_word_token(result.tokens)
             if token is None or token in banned \
-                    or result.stop_reason not in ("stop_rule", "stop_token", "max_tokens"):
+                    or result.stop_reason not in FINISHED:
                 break
             banned.add(token)
             if result.text and result.text not in seen:
@@ -412,8 +414,10 @@ class CompletionEngine:
         (a FIM model sees the suffix), a cursor at the start of a line, a whole answer, and
         a backend that can score; each candidate is generated from its lead like a resumed
         answer (its text passes the same stop rules and filters)."""
-        if (self.template.is_fim or first.partial
-                or first.stop_reason not in ("stop_rule", "stop_token", "max_tokens")):
+        # Candidates are generated from their leads' ids (resumable backends); the others
+        # (remote engines) cannot score either, so nothing is generated for nothing.
+        if (self.template.is_fim or not self.backend.resumable or first.partial
+                or first.stop_reason not in FINISHED):
             return first
         # The whole document: a prefix-only window has no suffix, and a name defined above
         # the window is not missing.
@@ -433,8 +437,7 @@ class CompletionEngine:
                 ids = self.tokenizer.encode(indent + lead)
                 result = self._generate(prepared, ids, cancel=cancel, deadline=deadline,
                                         created=created, disabled_filters=disabled_filters)
-                if (result.text and not result.partial and result.stop_reason in
-                        ("stop_rule", "stop_token", "max_tokens")
+                if (result.text and not result.partial and result.stop_reason in FINISHED
                         and all(result.text != c.text for c in candidates)):
                     candidates.append(result)
         if len(candidates) == 1:
@@ -524,7 +527,7 @@ class CompletionEngine:
                                    disabled_filters=disabled_filters, background=background)
             first = self._first_word_token(result.tokens[len(resumed):])
             if (result.text or attempts > retries or first is None
-                    or result.stop_reason not in ("stop_rule", "stop_token", "max_tokens")
+                    or result.stop_reason not in FINISHED
                     or time.monotonic() >= deadline):
                 result.extra["attempts"] = attempts
                 return result
