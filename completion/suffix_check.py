@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import re
+import sys
 import textwrap
 
 from tree_sitter import Node
@@ -40,6 +41,31 @@ BINDING_LEADS: dict[str, tuple[str, ...]] = {
     "tsx": ("const {} =", "let {} =", "for (const {} of"),
     "go": ("{} :=", "for _, {} := range"),
     "rust": ("let {} =", "for {}"),
+}
+#: Leads binding two names at once (`{0}`, `{1}`): a loop or an assignment that unpacks
+#: (`for e, o in zip(…)`, `i, j = 0, len(q) - 1`) is how code binds two names in one line.
+PAIR_LEADS: dict[str, tuple[str, ...]] = {
+    "python": ("{0}, {1}", "for {0}, {1}"),
+    "javascript": ("const [{0}, {1}] =", "for (const [{0}, {1}] of"),
+    "typescript": ("const [{0}, {1}] =", "for (const [{0}, {1}] of"),
+    "tsx": ("const [{0}, {1}] =", "for (const [{0}, {1}] of"),
+    "go": ("{0}, {1} :=", "for {0}, {1} := range"),
+    "rust": ("let ({0}, {1}) =", "for ({0}, {1})"),
+}
+#: A standard-library module the next lines use (`re.split(…)`) is bound by its import.
+MODULE_LEADS: dict[str, tuple[str, frozenset[str]]] = {
+    "python": ("import {}", frozenset(sys.stdlib_module_names)),
+}
+#: A block header whose body is the code below and whose needed names are parameters
+#: (`{params}`) of a function the code further down calls (`{function}`) but nothing defines:
+#: the line is that function's definition (a helper written above its first call).
+DEFINITION_LEADS: dict[str, str] = {
+    "python": "def {function}({params}",
+    "javascript": "function {function}({params}",
+    "typescript": "function {function}({params}",
+    "tsx": "function {function}({params}",
+    "go": "func {function}({params}",
+    "rust": "fn {function}({params}",
 }
 _NOT_NEEDED = {"python": frozenset(dir(builtins)) | frozenset(keyword.kwlist)}
 
@@ -91,8 +117,10 @@ def needed_names(before: str, after: str, grammar: str | None,
     if not head.strip():
         return []
     found: list[str] = []
-    seen = set(_NOT_NEEDED.get(grammar, frozenset()))
-    for node in _variables(parse_tree(head, grammar).root_node):
+    root = parse_tree(head, grammar).root_node
+    # A lambda's parameters and a comprehension's loop names live in their own scope.
+    seen = set(_NOT_NEEDED.get(grammar, frozenset())) | _scoped_names(root)
+    for node in _variables(root):
         name = (node.text or b"").decode("utf-8", errors="replace")
         if not name or name in seen:
             continue
@@ -128,6 +156,35 @@ def _binds(node: Node) -> bool:
     return False
 
 
+#: Nodes whose field binds names for that node alone (a lambda's or closure's parameters, a
+#: comprehension's `for x in`), per grammar spelling.
+_SCOPED_FIELDS = {
+    "lambda": "parameters", "for_in_clause": "left", "arrow_function": "parameters",
+    "closure_expression": "parameters", "func_literal": "parameters",
+}
+
+
+def _scoped_names(root: Node) -> set[str]:
+    """Names bound by a lambda, closure or comprehension anywhere in `root`."""
+    names: set[str] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        field = _SCOPED_FIELDS.get(node.type)
+        target = node.child_by_field_name(field) if field else None
+        if node.type == "arrow_function" and target is None:
+            target = node.child_by_field_name("parameter")  # `x => x + 1`
+        if target is not None:
+            inner = [target]
+            while inner:
+                part = inner.pop()
+                if part.type == "identifier":
+                    names.add((part.text or b"").decode("utf-8", errors="replace"))
+                inner.extend(part.children)
+        stack.extend(node.children)
+    return names
+
+
 def mentions(text: str, names: list[str]) -> bool:
     """Whether `text` has one of `names` as a whole word."""
     return bool(set(re.findall(r"\w+", text)) & set(names))
@@ -154,6 +211,49 @@ def _variables(root: Node) -> list[Node]:
 def leads(name: str, grammar: str | None) -> list[str]:
     """The starts of a line binding `name` in `grammar`."""
     return [lead.format(name) for lead in BINDING_LEADS.get(grammar or "", ("{}",))]
+
+
+def candidate_leads(needed: list[str], answer: str, before: str, after: str,
+                    grammar: str | None, indent: str = "") -> list[str]:
+    """The leads to generate candidates from, for the needed names `answer` does not mention:
+    a helper's definition when the code below is a body and calls a function nothing defines
+    (`indent` is the candidate line's, after what the cursor's line already has); each name's
+    binding leads (its import first when the next lines use it as a standard module); then,
+    when two names are needed and `answer` lacks one, the leads binding both."""
+    missing = [name for name in needed if not mentions(answer, [name])]
+    out: list[str] = []
+    definition = DEFINITION_LEADS.get(grammar or "")
+    if missing and definition is not None:
+        line = before[before.rfind("\n") + 1 :] + indent
+        function = _undefined_call(before, after, grammar)
+        if function is not None and body_below(line + ":", after):
+            out.append(definition.format(function=function, params=", ".join(needed)))
+    module = MODULE_LEADS.get(grammar or "")
+    head = next_lines(after)
+    for name in missing:
+        if module is not None and name in module[1] \
+                and re.search(rf"(?<![\w.]){re.escape(name)}\.\w", head):
+            out.append(module[0].format(name))
+        out.extend(leads(name, grammar))
+    if len(needed) >= 2 and missing:
+        out.extend(lead.format(*needed[:2]) for lead in PAIR_LEADS.get(grammar or "", ()))
+    return out
+
+
+def _undefined_call(before: str, after: str, grammar: str | None) -> str | None:
+    """The first function the code below calls that nothing above mentions and nothing
+    below defines (`def f`, `f = …`, `function f`, `fn f`, `func f`)."""
+    skip = _NOT_NEEDED.get(grammar or "", frozenset())
+    for match in re.finditer(r"(?<![\w.])([A-Za-z_]\w*)\s*\(", after):
+        name = match.group(1)
+        if name in skip or keyword.iskeyword(name):
+            continue
+        word = rf"(?<![\w.]){re.escape(name)}(?!\w)"
+        defined = rf"(?:\b(?:def|function|fn|func)\s+{re.escape(name)}\b|{word}\s*=[^=])"
+        if re.search(word, before) or re.search(defined, after):
+            continue
+        return name
+    return None
 
 
 def lead_indent(answer: str, before: str, after: str) -> str:

@@ -426,20 +426,21 @@ class CompletionEngine:
             return first
         needed = suffix_check.needed_names(before, after, prepared.grammar)
         needed = needed[: suffix_check.MAX_NAMES]
-        if not needed or suffix_check.mentions(first.text, needed):
-            return first  # nothing missing, or the answer already binds a name used below
         indent = suffix_check.lead_indent(first.text, before, after)
+        leads = suffix_check.candidate_leads(needed, first.text, before, after,
+                                             prepared.grammar, indent)
+        if not leads:
+            return first  # nothing missing, or the answer already binds the names used below
         candidates = [first]
-        for name in needed:
-            for lead in suffix_check.leads(name, prepared.grammar):
-                if time.monotonic() >= deadline or (cancel is not None and cancel.cancelled):
-                    break
-                ids = self.tokenizer.encode(indent + lead)
-                result = self._generate(prepared, ids, cancel=cancel, deadline=deadline,
-                                        created=created, disabled_filters=disabled_filters)
-                if (result.text and not result.partial and result.stop_reason in FINISHED
-                        and all(result.text != c.text for c in candidates)):
-                    candidates.append(result)
+        for lead in leads:
+            if time.monotonic() >= deadline or (cancel is not None and cancel.cancelled):
+                break
+            ids = self.tokenizer.encode(indent + lead)
+            result = self._generate(prepared, ids, cancel=cancel, deadline=deadline,
+                                    created=created, disabled_filters=disabled_filters)
+            if (result.text and not result.partial and result.stop_reason in FINISHED
+                    and all(result.text != c.text for c in candidates)):
+                candidates.append(result)
         if len(candidates) == 1:
             return first
         # A block answer goes on with the model's own lines, which the code below may

@@ -57,6 +57,14 @@ NEEDED_CASES = [
     (None, "x = 1\n", "print(y)\n", []),
     # Other grammars: properties are their own node type.
     ("javascript", "function f(items) {\n", "  total += items.length;\n}\n", ["total"]),
+    # A lambda's parameters and a comprehension's loop names are bound where they are used
+    # (HumanEval/136: `lambda x: x < 0` below the hole does not need an `x`).
+    ("python", "def f(lst):\n",
+     "    out.extend(filter(lambda x: x < 0, lst))\n    big = [y for y in lst if y > k]\n",
+     ["out", "k"]),
+    ("javascript", "function f(xs) {\n", "  return xs.map(x => x + d).filter((y) => y);\n}\n",
+     ["d"]),
+    ("rust", "fn f(xs: &[i32]) {\n", "    let ys = xs.iter().map(|x| x + d);\n", ["d"]),
 ]
 
 
@@ -81,6 +89,56 @@ def test_leads_indent_and_line_start() -> None:
     assert suffix_check.mentions("    for n in numbers:", ["n"])
     assert not suffix_check.mentions("    for num in numbers:", ["n"])
     assert suffix_check.next_lines("rest\na\nb\nc\n") == "rest\na\nb"
+
+
+LEAD_CASES = [
+    # (grammar, needed, greedy answer, before, after, leads)
+    # One name missing: its binding leads.
+    ("python", ["n"], "    for num in numbers:", "def f(numbers):\n", "\n        t += n\n",
+     ["n", "for n"]),
+    # The answer binds one of two names: the other's leads, then both at once
+    # (HumanEval/37: `for e in evens:` where `for e, o in zip(evens, odds):` was meant).
+    ("python", ["e", "o"], "    for e in evens:", "def f(evens, odds):\n",
+     "\n        a.extend([e, o])\n", ["o", "for o", "e, o", "for e, o"]),
+    ("python", ["i", "j"], "    q = q.lower()", "def f(q):\n", "\n    while i < j:\n",
+     ["i", "for i", "j", "for j", "i, j", "for i, j"]),
+    # A standard module used as one (`re.split`) is bound by its import; a variable that
+    # happens to share a module's name (`string` not used as a module) is not.
+    ("python", ["re"], "    # Write your code here", "def f(S):\n",
+     "\n    s = re.split(r'x', S)\n", ["import re", "re", "for re"]),
+    ("python", ["string"], "    x = 0", "def f():\n", "\n    return string + x\n",
+     ["string", "for string"]),
+    # A body below that needs `k`, and a call further down to a function nothing defines:
+    # the line may be that helper's definition (HumanEval/59: `def is_prime(k):`).
+    ("python", ["k"], "    x = 0", "def f(n):\n",
+     "\n        if k < 2:\n            return False\n        return True\n"
+     "    return max(j for j in range(n) if is_prime(j))\n",
+     ["def is_prime(k", "k", "for k"]),
+    # ...not when the function is defined below, or already known above, or when the code
+    # below is not a body.
+    ("python", ["k"], "    x = 0", "def f(n):\n",
+     "\n        if k < 2:\n            return 1\n    def is_prime(j):\n"
+     "        return is_prime(j)\n",
+     ["k", "for k"]),
+    ("python", ["k"], "    x = 0", "def f(n):\n    # is_prime below\n",
+     "\n        if k < 2:\n            return 1\n    return is_prime(n)\n", ["k", "for k"]),
+    ("python", ["k"], "    x = 0", "def f(n):\n",
+     "\n    if k < 2:\n        return 1\n    return is_prime(n)\n", ["k", "for k"]),
+    # Nothing missing: nothing to generate.
+    ("python", ["n"], "    for n in numbers:", "def f(numbers):\n", "\n        t += n\n", []),
+    ("go", ["k", "v"], "\tx := 0", "func f() {\n", "\n\t\tt[k] = v\n",
+     ["k :=", "for _, k := range", "v :=", "for _, v := range", "k, v :=",
+      "for k, v := range"]),
+]
+
+
+@pytest.mark.parametrize(("grammar", "needed", "answer", "before", "after", "expected"),
+                         LEAD_CASES)
+def test_candidate_leads(grammar: str, needed: list[str], answer: str, before: str, after: str,
+                         expected: list[str]) -> None:
+    indent = suffix_check.lead_indent(answer, before, after)
+    assert suffix_check.candidate_leads(needed, answer, before, after, grammar,
+                                        indent) == expected
 
 
 def test_first_line_joined_and_body_below() -> None:
