@@ -126,7 +126,8 @@ class CompletionConfig:
     suffix_layout: SuffixLayout = "none"
     #: A prefix-only model's answer at the start of a line is checked against the code below
     #: (`completion/suffix_check.py`): when those lines use a name nothing above defines and
-    #: the answer does not bind it, lines that start by binding it are generated too, and the
+    #: the answer does not bind it, lines that start by binding it are generated too (an
+    #: assignment, a loop, both names at once, a module's import, a helper's `def`), and the
     #: candidate that makes the next lines most probable wins. "invoked": for requests the
     #: user asked for (they cost a few generations more); "off": never.
     suffix_check: SuffixCheck = "invoked"
