@@ -225,8 +225,9 @@ def candidate_leads(needed: list[str], answer: str, before: str, after: str,
     definition = DEFINITION_LEADS.get(grammar or "")
     if missing and definition is not None:
         line = before[before.rfind("\n") + 1 :] + indent
-        function = _undefined_call(before, after, grammar)
-        if function is not None and body_below(line + ":", after):
+        function = _undefined_call(before, after, grammar) \
+            if body_below(line + ":", after) else None
+        if function is not None:
             out.append(definition.format(function=function, params=", ".join(needed)))
     module = MODULE_LEADS.get(grammar or "")
     head = next_lines(after)
@@ -242,17 +243,16 @@ def candidate_leads(needed: list[str], answer: str, before: str, after: str,
 
 def _undefined_call(before: str, after: str, grammar: str | None) -> str | None:
     """The first function the code below calls that nothing above mentions and nothing
-    below defines (`def f`, `f = …`, `function f`, `fn f`, `func f`)."""
+    below defines (`def f`, `f = …`, `function f`, `fn f`, `func f`). One pass over each
+    side: the rest of the file can be long."""
     skip = _NOT_NEEDED.get(grammar or "", frozenset())
+    above = set(re.findall(r"\w+", before))
+    defined = set(re.findall(r"\b(?:def|function|fn|func)\s+(\w+)", after))
+    defined.update(re.findall(r"(?<![\w.])(\w+)\s*=[^=]", after))
     for match in re.finditer(r"(?<![\w.])([A-Za-z_]\w*)\s*\(", after):
         name = match.group(1)
-        if name in skip or keyword.iskeyword(name):
-            continue
-        word = rf"(?<![\w.]){re.escape(name)}(?!\w)"
-        defined = rf"(?:\b(?:def|function|fn|func)\s+{re.escape(name)}\b|{word}\s*=[^=])"
-        if re.search(word, before) or re.search(defined, after):
-            continue
-        return name
+        if not (name in skip or keyword.iskeyword(name) or name in above or name in defined):
+            return name
     return None
 
 
