@@ -240,6 +240,33 @@ def test_an_invoked_answer_binds_the_name_the_next_lines_use(gemma_backend) -> N
     assert not suffix_check.mentions(unchecked.text, ["n"])
 
 
+#: HumanEval/59 with its first body line cut out: the helper's body below needs `k`, and the
+#: code further down calls `is_prime`, which nothing defines.
+PRIME = ('\n\ndef largest_prime_factor(n: int):\n'
+         '    """Return the largest prime factor of n. Assume n > 1 and is not a prime.\n'
+         '    >>> largest_prime_factor(13195)\n    29\n    >>> largest_prime_factor(2048)\n'
+         '    2\n    """\n\n')
+PRIME_AFTER = ("\n        if k < 2:\n            return False\n"
+               "        for i in range(2, k - 1):\n            if k % i == 0:\n"
+               "                return False\n        return True\n    largest = 1\n"
+               "    for j in range(2, n + 1):\n        if n % j == 0 and is_prime(j):\n"
+               "            largest = max(largest, j)\n    return largest\n")
+
+
+def test_a_helper_definition_is_generated_above_its_body(gemma_backend) -> None:
+    engine = CompletionEngine(Config(), gemma_backend)
+    source = CompletionInput.of_text(PRIME + PRIME_AFTER, len(PRIME), language_id="python",
+                                     path="prime.py")
+    prepared = engine.prepare(source, multiline=False)
+    now = time.monotonic()
+    greedy = engine.run(prepared, deadline=now + 120, created=now)
+    assert not suffix_check.mentions(greedy.text, ["k"])
+    checked = engine.run_choices(prepared, 1, deadline=now + 240, created=now)[0]
+    assert checked.text == "    def is_prime(k):"
+    check = checked.extra["suffix_check"]
+    assert isinstance(check, dict) and check["needed"] == ["k"] and check["chosen"] > 0
+
+
 def test_an_answer_that_already_binds_a_needed_name_is_kept(gemma_backend) -> None:
     engine = CompletionEngine(Config(), gemma_backend)
     source_text = SUM_PRODUCT + "    for n in numbers:" + SUM_PRODUCT_AFTER
