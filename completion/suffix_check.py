@@ -225,6 +225,8 @@ def candidate_leads(needed: list[str], answer: str, before: str, after: str,
     definition = DEFINITION_LEADS.get(grammar or "")
     if missing and definition is not None:
         line = before[before.rfind("\n") + 1 :] + indent
+        # `body_below` asks of a header line; the candidate's header is still to be written,
+        # so its indentation stands for it.
         function = _undefined_call(before, after, grammar) \
             if body_below(line + ":", after) else None
         if function is not None:
@@ -241,11 +243,18 @@ def candidate_leads(needed: list[str], answer: str, before: str, after: str,
     return out
 
 
+#: Keywords of the brace languages that read like a call (`switch (x)`, `catch (e)`).
+_CALL_LIKE_KEYWORDS = frozenset({
+    "if", "for", "while", "switch", "catch", "function", "typeof", "return", "match", "fn",
+    "func", "sizeof", "new", "await", "yield", "super", "this", "self",
+})
+
+
 def _undefined_call(before: str, after: str, grammar: str | None) -> str | None:
     """The first function the code below calls that nothing above mentions and nothing
     below defines (`def f`, `f = …`, `function f`, `fn f`, `func f`). One pass over each
     side: the rest of the file can be long."""
-    skip = _NOT_NEEDED.get(grammar or "", frozenset())
+    skip = _NOT_NEEDED.get(grammar or "", frozenset()) | _CALL_LIKE_KEYWORDS
     above = set(re.findall(r"\w+", before))
     defined = set(re.findall(r"\b(?:def|function|fn|func)\s+(\w+)", after))
     defined.update(re.findall(r"(?<![\w.])(\w+)\s*=[^=]", after))

@@ -124,6 +124,10 @@ LEAD_CASES = [
      "\n        if k < 2:\n            return 1\n    return is_prime(n)\n", ["k", "for k"]),
     ("python", ["k"], "    x = 0", "def f(n):\n",
      "\n    if k < 2:\n        return 1\n    return is_prime(n)\n", ["k", "for k"]),
+    # A brace language's keywords that read like calls (`switch (x)`) are not functions.
+    ("javascript", ["k"], "  let x = 0;", "function f(n) {\n",
+     "\n    if (k < 2) return false;\n  }\n  switch (n) { default: return isPrime(n); }\n",
+     ["function isPrime(k", "const k =", "let k =", "for (const k of"]),
     # Nothing missing: nothing to generate.
     ("python", ["n"], "    for n in numbers:", "def f(numbers):\n", "\n        t += n\n", []),
     ("go", ["k", "v"], "\tx := 0", "func f() {\n", "\n\t\tt[k] = v\n",
