@@ -172,6 +172,13 @@ def test_alt_bracket_cycles_through_several_suggestions(report):
     assert len(set(result["seen"])) >= 2, result["seen"]
 
 
+def test_an_explicit_request_shows_the_suffix_checked_line(report):
+    """The suffix check (#18) in VS Code: Trigger Inline Suggestion above a body that needs
+    `k`, with `is_prime` called below and defined nowhere, shows `def is_prime(k):`."""
+    result = _check(report, "check")
+    assert Path(ROOT / result["screenshot"]).is_file(), "the screenshot is kept"
+
+
 def test_the_cursor_is_reported_to_the_server(report):
     """textDocument/didFocus (#17): opening a file and jumping in it reach the server, seen
     in "ghostfill: Show Statistics"."""

@@ -47,8 +47,8 @@ const artifacts = path.resolve(env.ARTIFACTS ?? path.join(root, 'tests', 'artifa
 const work = env.E2E_WORK ? path.resolve(env.E2E_WORK)
   : fs.mkdtempSync(path.join(os.tmpdir(), 'ghostfill-vscode-e2e-'));
 const trace = env.E2E_TRACE === '1';
-const ALL_CASES = ['status', 'ghost', 'tab', 'word', 'fim', 'through', 'cycle', 'focus',
-  'budget', 'death'];
+const ALL_CASES = ['status', 'ghost', 'tab', 'word', 'fim', 'through', 'cycle', 'check',
+  'focus', 'budget', 'death'];
 const wanted = env.E2E_CASES ? env.E2E_CASES.split(',').map((s) => s.trim()) : ALL_CASES;
 const MODEL_TIMEOUT_MS = 240000;
 const GHOST_TIMEOUT_MS = 60000;
@@ -175,6 +175,20 @@ fs.writeFileSync(path.join(ws, 'fim_stats.py'), stats);
 fs.writeFileSync(path.join(ws, 'through_stats.py'), stats);
 fs.writeFileSync(path.join(ws, 'cycle_stats.py'), stats);
 fs.writeFileSync(path.join(ws, 'focus_stats.py'), stats);
+// HumanEval/59 with its helper's `def` line cut out (tests/test_suffix_check.py, PRIME): the
+// body below needs `k`, and the code further down calls `is_prime`, which nothing defines.
+const primeAbove = [
+  '', '', 'def largest_prime_factor(n: int):',
+  '    """Return the largest prime factor of n. Assume n > 1 and is not a prime.',
+  '    >>> largest_prime_factor(13195)', '    29', '    >>> largest_prime_factor(2048)', '    2',
+  '    """', '',
+];
+const primeHole = primeAbove.length + 1;   // the empty line after them, 1-based
+fs.writeFileSync(path.join(ws, 'check_prime.py'), [...primeAbove, '',
+  '        if k < 2:', '            return False', '        for i in range(2, k - 1):',
+  '            if k % i == 0:', '                return False', '        return True',
+  '    largest = 1', '    for j in range(2, n + 1):', '        if n % j == 0 and is_prime(j):',
+  '            largest = max(largest, j)', '    return largest', ''].join('\n'));
 fs.writeFileSync(path.join(ws, 'budget_stats.py'), stats.replace(/\n {4}\n?$/, '\n') + [
   '',
   '',
@@ -638,6 +652,39 @@ const cases = {
       why: `Alt+] should show the server's other suggestions and Alt+[ go back: seen `
         + `${JSON.stringify(seen)}, back ${JSON.stringify(back)}`,
       first, seen, back, screenshot };
+  },
+
+  /** (6b') The suffix check (#18): an explicit request on the empty line above a body that
+   * needs `k`, with `is_prime` called below and defined nowhere, shows the helper's
+   * definition, which the default prefix-only model's greedy line is not. */
+  async check() {
+    await openFile('check_prime.py');
+    await press('Control+G');
+    await page.locator('.quick-input-widget').waitFor({ state: 'visible', timeout: 10000 });
+    await page.keyboard.type(String(primeHole));
+    await press('Enter');
+    await command('Trigger Inline Suggestion');
+    await waitFor('ghost text', async () => {
+      const g = await ghost();
+      return g.shown.trim() ? g.shown : null;
+    }, GHOST_TIMEOUT_MS);
+    await sleep(1500);   // the item list settles
+    const shown = (await ghost()).shown;
+    const screenshot = await shot('suffix-check');
+    await press('Escape');
+    // The statistics say the check ran and chose another line than the model's first.
+    await command('Show Statistics');
+    const dialog = page.locator('.monaco-dialog-box');
+    await dialog.waitFor({ state: 'visible', timeout: 15000 });
+    const text = clean(await dialog.innerText());
+    await press('Escape');
+    await dialog.waitFor({ state: 'hidden', timeout: 15000 }).catch(() => undefined);
+    const m = /Suffix check: (\d+) run, (\d+) changed the line/.exec(text);
+    const changed = m ? Number(m[2]) : -1;
+    return { ok: /^\s*def is_prime\(k\b[^)]*\):\s*$/.test(shown) && changed >= 1,
+      why: `the explicit request should show "def is_prime(k…):" above the body that needs k, `
+        + `chosen by the suffix check: shown ${JSON.stringify(shown)}, statistics ${text}`,
+      shown, changed, screenshot };
   },
 
   /** (6c) The extension tells the server where the cursor is (textDocument/didFocus), so that

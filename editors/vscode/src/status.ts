@@ -35,6 +35,9 @@ export interface Stats {
   suggestions?: { shown?: number; accepted?: number };
   /** Windows read ahead into their documents' caches, and cursor reports (`didFocus`). */
   warm_ups?: { done?: number; focus_reports?: number };
+  /** Explicit requests checked against the code below the cursor, and how many of them got
+   * another line than the model's first (issue #18). */
+  suffix_check?: { ran?: number; changed?: number };
   /** What became of the suggestions, per language, since the server started (issue #19). */
   feedback?: { languages?: Record<string, LanguageFeedback> };
 }
@@ -181,6 +184,10 @@ export function formatStats(stats: Stats): string[] {
   if (stats.warm_ups) {
     lines.push(`Warm-ups: ${n(stats.warm_ups.done)} windows read ahead, `
       + `${n(stats.warm_ups.focus_reports)} cursor reports`);
+  }
+  if (stats.suffix_check) {
+    lines.push(`Suffix check: ${n(stats.suffix_check.ran)} run, `
+      + `${n(stats.suffix_check.changed)} changed the line`);
   }
   for (const [language, f] of Object.entries(stats.feedback?.languages ?? {})) {
     const charsShown = n(f.chars_shown);
