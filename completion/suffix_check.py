@@ -92,9 +92,14 @@ def body_below(line: str, after: str) -> bool:
     is indented deeper: that code is the block's body."""
     if not line.rstrip().endswith((":", "{")):
         return False
+    head = line.lstrip("\n")
+    return deeper_below(head[: len(head) - len(head.lstrip(" \t"))], after)
+
+
+def deeper_below(indent: str, after: str) -> bool:
+    """The next line of code below the cursor is indented deeper than `indent`."""
     below = next((text for text in after.split("\n") if text.strip()), "")
-    depth = len(line.lstrip("\n")) - len(line.lstrip("\n").lstrip(" \t"))
-    return len(below) - len(below.lstrip(" \t")) > depth
+    return len(below) - len(below.lstrip(" \t")) > len(indent)
 
 
 def joined(answer: str, after: str) -> str:
@@ -224,11 +229,9 @@ def candidate_leads(needed: list[str], answer: str, before: str, after: str,
     out: list[str] = []
     definition = DEFINITION_LEADS.get(grammar or "")
     if missing and definition is not None:
-        line = before[before.rfind("\n") + 1 :] + indent
-        # `body_below` asks of a header line; the candidate's header is still to be written,
-        # so its indentation stands for it.
+        line_indent = before[before.rfind("\n") + 1 :] + indent
         function = _undefined_call(before, after, grammar) \
-            if body_below(line + ":", after) else None
+            if deeper_below(line_indent, after) else None
         if function is not None:
             out.append(definition.format(function=function, params=", ".join(needed)))
     module = MODULE_LEADS.get(grammar or "")
@@ -260,7 +263,7 @@ def _undefined_call(before: str, after: str, grammar: str | None) -> str | None:
     defined.update(re.findall(r"(?<![\w.])(\w+)\s*=[^=]", after))
     for match in re.finditer(r"(?<![\w.])([A-Za-z_]\w*)\s*\(", after):
         name = match.group(1)
-        if not (name in skip or keyword.iskeyword(name) or name in above or name in defined):
+        if not (name in skip or name in above or name in defined):
             return name
     return None
 
