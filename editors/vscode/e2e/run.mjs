@@ -677,6 +677,7 @@ const cases = {
     const dialog = page.locator('.monaco-dialog-box');
     await dialog.waitFor({ state: 'visible', timeout: 15000 });
     const text = clean(await dialog.innerText());
+    const statsShot = await shot('suffix-check-stats');
     await press('Escape');
     await dialog.waitFor({ state: 'hidden', timeout: 15000 }).catch(() => undefined);
     const m = /Suffix check: (\d+) run, (\d+) changed the line/.exec(text);
@@ -684,7 +685,7 @@ const cases = {
     return { ok: /^\s*def is_prime\(k\b[^)]*\):\s*$/.test(shown) && changed >= 1,
       why: `the explicit request should show "def is_prime(k…):" above the body that needs k, `
         + `chosen by the suffix check: shown ${JSON.stringify(shown)}, statistics ${text}`,
-      shown, changed, screenshot };
+      shown, changed, screenshot, statsShot };
   },
 
   /** (6c) The extension tells the server where the cursor is (textDocument/didFocus), so that
