@@ -21,6 +21,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 from ghostfill.completion.tokenizer import Tokenizer
 
@@ -50,6 +51,8 @@ class Snippet:
     kind: str = ""
     #: For an edit: its score (higher first).
     rank: float = 0.0
+    #: For a definition: its signature alone, shown instead of `text` when that does not fit.
+    brief: str = ""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -136,6 +139,13 @@ def select_snippets(chunks: Iterable[Snippet], definitions: Sequence[Snippet],
     model sees it there. Definitions of one file are merged into one snippet (one path line).
     Recent edits (`edits.candidates`, already filtered and scored) rank first, the best first,
     and are placed last, nearest the code, the best last.
+
+    Two passes (#18, tuned on the repo bench's tune packages): first every definition's
+    signature alone (`Snippet.brief`), in rank order, so that the name the code is about to
+    use is there even in a file that imports dozens; then, in rank order again, whole texts
+    (a docstring, a class outline) in place of signatures, and ring chunks, while room is left.
+    A definition imported but not used yet ranks right after those used at the cursor: the
+    buffer shows how every other imported name is called, not that one.
     """
     if max_tokens <= 0:
         return []
@@ -155,7 +165,7 @@ def select_snippets(chunks: Iterable[Snippet], definitions: Sequence[Snippet],
         if at >= 0:
             rank: tuple[int, float] = (0, -at)  # the nearest mention first
         else:
-            rank = (1 if snippet.used else 2, -similarity(snippet.words, near))
+            rank = (2 if snippet.used else 1, -similarity(snippet.words, near))
         ranked.append((rank, snippet))
     for snippet in chunks:
         if snippet.path == current_path or similarity(snippet.words, local) >= \
@@ -163,26 +173,55 @@ def select_snippets(chunks: Iterable[Snippet], definitions: Sequence[Snippet],
             continue
         score = similarity(snippet.words, near)
         if score > 0:
-            ranked.append(((1, -score), snippet))
+            ranked.append(((2, -score), snippet))
     ranked.sort(key=lambda item: item[0])  # stable: a definition wins a tie
+    order = [snippet for _, snippet in ranked]
     chosen: list[Snippet] = []
     used = 0
     definition_paths: set[str] = set()
-    for _, snippet in ranked:
-        signature = _signature_line(snippet.text) if snippet.name else ""
-        if snippet.kind == "edit" and any(c.kind == "edit" and c.text == snippet.text
-                                          for c in chosen):
-            continue
-        if signature and any(signature in c.text for c in chosen if not c.name):
-            continue  # a chosen chunk already shows it
+
+    def cost(snippet: Snippet, text: str) -> int:
         merged = bool(snippet.name) and snippet.path in definition_paths
-        cost = len(tokenizer.encode(snippet.text)) + (MERGED_TOKENS if merged else HEADER_TOKENS)
-        if used + cost > max_tokens:
-            continue
+        return len(tokenizer.encode(text)) + (MERGED_TOKENS if merged else HEADER_TOKENS)
+
+    def take(snippet: Snippet, spent: int) -> None:
+        nonlocal used
         chosen.append(snippet)
-        used += cost
+        used += spent
         if snippet.name:
             definition_paths.add(snippet.path)
+
+    # Pass 1: recent edits whole, definitions by their signatures.
+    for snippet in order:
+        if snippet.kind == "edit":
+            if any(c.kind == "edit" and c.text == snippet.text for c in chosen):
+                continue
+            text = snippet.text
+        elif snippet.name and snippet.brief:
+            text = snippet.brief
+        else:
+            continue
+        spent = cost(snippet, text)
+        if used + spent <= max_tokens:
+            take(replace(snippet, text=text), spent)
+    # Pass 2: whole definitions in place of their signatures, then what else fits.
+    for snippet in order:
+        if snippet.kind == "edit":
+            continue
+        held = next((i for i, c in enumerate(chosen) if snippet.name and c.key == snippet.key),
+                    None)
+        if held is not None:
+            extra = len(tokenizer.encode(snippet.text)) - len(tokenizer.encode(snippet.brief))
+            if used + extra <= max_tokens:
+                chosen[held] = snippet
+                used += extra
+            continue
+        signature = _signature_line(snippet.text) if snippet.name else ""
+        if signature and any(signature in c.text for c in chosen if not c.name):
+            continue  # a chosen chunk already shows it
+        spent = cost(snippet, snippet.text)
+        if used + spent <= max_tokens:
+            take(snippet, spent)
     others = _merge_definitions([s for s in chosen if s.kind != "edit"])
     return others + [s for s in reversed(chosen) if s.kind == "edit"]
 
@@ -215,7 +254,11 @@ def _merge_definitions(chosen: list[Snippet]) -> list[Snippet]:
             merged.append(snippet)
             continue
         group.sort(key=lambda s: s.start_line)
-        merged.append(replace(group[0], text="\n\n".join(s.text for s in group),
+        text = group[0].text
+        for before, after in pairwise(group):
+            briefs = before.text == before.brief and after.text == after.brief
+            text += ("\n" if briefs else "\n\n") + after.text
+        merged.append(replace(group[0], text=text,
                               words=frozenset().union(*(s.words for s in group)),
                               used=any(s.used for s in group)))
     return merged

@@ -109,10 +109,13 @@ class Definition:
     text: str
     #: Mentions of `name` in the buffer outside import statements.
     uses: int
+    #: The signature alone (`def f(x: int) -> str: ...`, `class A(B): ...`): what the prompt
+    #: shows of a definition when its whole `text` does not fit.
+    brief: str = ""
 
     def snippet(self) -> Snippet:
         return Snippet(self.label, self.line, self.text, words_of(self.text), name=self.name,
-                       used=self.uses > 0)
+                       used=self.uses > 0, brief=self.brief)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,8 @@ class _Summary:
     """What one file offers to importers: its top-level definitions, and the names it binds by
     importing them (followed when a name is re-exported rather than defined)."""
 
-    definitions: dict[str, tuple[int, str]]
+    #: name → (0-based line, compact text, signature alone)
+    definitions: dict[str, tuple[int, str, str]]
     imports: dict[str, ImportedName]
 
 
@@ -203,8 +207,8 @@ class DefinitionIndex:
         own = _real(importer)
         deadline = Deadline(LOOKUP_BUDGET_S * 1000)
         for imported in imports:
-            for name, file, line, body in self._definitions_of(imported, grammar, importer, code,
-                                                                 deadline):
+            for name, file, line, body, brief in self._definitions_of(imported, grammar,
+                                                                        importer, code, deadline):
                 if file == own:
                     continue
                 uses = _count_uses(code, name)
@@ -213,11 +217,13 @@ class DefinitionIndex:
                     # Imported twice (`import m` and `from m import f`): keep the spelling the
                     # buffer uses most, the one worth ranking by.
                     if uses > known.uses:
-                        found[(file, line)] = Definition(name, file, known.label, line, body, uses)
+                        found[(file, line)] = Definition(name, file, known.label, line, body, uses,
+                                                         brief)
                     continue
                 if len(found) >= MAX_DEFINITIONS:
                     break
-                found[(file, line)] = Definition(name, file, self._label(file), line, body, uses)
+                found[(file, line)] = Definition(name, file, self._label(file), line, body, uses,
+                                                 brief)
         return list(found.values())
 
     def _buffer_imports(self, text: str, grammar: str
@@ -244,7 +250,8 @@ class DefinitionIndex:
         return result
 
     def _definitions_of(self, imported: ImportedName, grammar: str, importer: Path | None,
-                        code: str, deadline: Deadline) -> Iterator[tuple[str, Path, int, str]]:
+                        code: str, deadline: Deadline
+                        ) -> Iterator[tuple[str, Path, int, str, str]]:
         python = grammar == PYTHON
         module = (self._python_module(imported.module, imported.level, importer) if python
                   else self._js_module(imported.module, importer))
@@ -266,14 +273,14 @@ class DefinitionIndex:
                 yield (f"{imported.local}.{attr}", *hit)
 
     def _find(self, file: Path, name: str, deadline: Deadline, hops: int = MAX_HOPS
-              ) -> tuple[Path, int, str] | None:
+              ) -> tuple[Path, int, str, str] | None:
         """`name`'s definition in `file`, following re-exports up to `hops` modules away."""
         summary = self.summary(file, deadline)
         if summary is None:
             return None
         if name in summary.definitions:
-            line, body = summary.definitions[name]
-            return file, line, body
+            line, body, brief = summary.definitions[name]
+            return file, line, body, brief
         via = summary.imports.get(name)
         if via is None or via.name is None or hops <= 0:
             return None
@@ -577,6 +584,12 @@ def _from(source: bytes, start: Node, end_byte: int) -> str:
         "utf-8", "replace").rstrip()
 
 
+def _first_line(text: str, marker: str) -> str:
+    """The first line, and `marker` after it when more followed."""
+    first, more, _ = text.partition("\n")
+    return f"{first} {marker}" if more else first
+
+
 def _cap(text: str, max_lines: int, marker: str) -> str:
     """At most `max_lines` lines: the first ones, a marker line, and the last (a closing
     bracket, usually)."""
@@ -607,7 +620,7 @@ def _unwrap(node: Node) -> Node:
 
 
 def _python_summary(root: Node, source: bytes, max_lines: int) -> _Summary:
-    definitions: dict[str, tuple[int, str]] = {}
+    definitions: dict[str, tuple[int, str, str]] = {}
     imports: dict[str, ImportedName] = {}
     for node in root.named_children:
         inner = _unwrap(node)
@@ -617,12 +630,14 @@ def _python_summary(root: Node, source: bytes, max_lines: int) -> _Summary:
             name = inner.child_by_field_name("name")
             if name is not None:
                 definitions[_text(source, name)] = (
-                    node.start_point.row, _python_definition(node, inner, source, max_lines))
+                    node.start_point.row, _python_definition(node, inner, source, max_lines),
+                    _python_header(inner, inner, source) + " ...")
         elif inner.type == "assignment":
             left = inner.child_by_field_name("left")
             if left is not None and left.type == "identifier":
-                definitions[_text(source, left)] = (
-                    node.start_point.row, _cap(_from(source, node, node.end_byte), 4, "..."))
+                whole = _from(source, node, node.end_byte)
+                definitions[_text(source, left)] = (node.start_point.row, _cap(whole, 4, "..."),
+                                                    _first_line(whole, "..."))
         elif inner.type in ("import_statement", "import_from_statement"):
             for imported in _python_imports(inner, source):
                 imports[imported.local] = imported
@@ -726,7 +741,7 @@ _JS_FIELDS = frozenset({"public_field_definition", "field_definition", "property
 
 
 def _js_summary(root: Node, source: bytes, max_lines: int) -> _Summary:
-    definitions: dict[str, tuple[int, str]] = {}
+    definitions: dict[str, tuple[int, str, str]] = {}
     imports: dict[str, ImportedName] = {}
     aliases: list[tuple[str, str]] = []  # `export { a as b }`: b names a
     for node in root.named_children:
@@ -755,8 +770,8 @@ def _js_summary(root: Node, source: bytes, max_lines: int) -> _Summary:
                 continue
             declaration = found
         doc = _js_doc_comment(node, source)
-        for name, body in _js_declaration(node, declaration, source, max_lines):
-            entry = (node.start_point.row, doc + body)
+        for name, body, brief in _js_declaration(node, declaration, source, max_lines):
+            entry = (node.start_point.row, doc + body, brief)
             if name:
                 definitions[name] = entry
             if default:
@@ -795,18 +810,22 @@ def _js_doc_comment(node: Node, source: bytes) -> str:
 
 
 def _js_declaration(outer: Node, node: Node, source: bytes, max_lines: int
-                    ) -> Iterator[tuple[str, str]]:
-    """(name, compact text) of each name a top-level declaration binds."""
+                    ) -> Iterator[tuple[str, str, str]]:
+    """(name, compact text, signature alone) of each name a top-level declaration binds."""
     whole = _from(source, outer, outer.end_byte)
     short = whole.count("\n") < WHOLE_DEFINITION_LINES
     name_node = node.child_by_field_name("name")
     name = _text(source, name_node) if name_node is not None else ""
     if node.type in _JS_FUNCTIONS:
-        yield name, whole if short else _js_signature(outer, node, source)
+        signature = _js_signature(outer, node, source)
+        yield name, whole if short else signature, signature
     elif node.type in _JS_CLASSES:
-        yield name, whole if short else _js_class(outer, node, source, max_lines)
+        body = node.child_by_field_name("body")
+        header = _from(source, outer, body.start_byte) + " { ... }" if body is not None \
+            else _first_line(whole, "// ...")
+        yield name, whole if short else _js_class(outer, node, source, max_lines), header
     elif node.type in _JS_TYPES:
-        yield name, _cap(whole, max_lines, "// ...")
+        yield name, _cap(whole, max_lines, "// ..."), _first_line(whole, "// ...")
     elif node.type in _JS_VARIABLES:
         for declarator in node.named_children:
             if declarator.type != "variable_declarator":
@@ -815,11 +834,12 @@ def _js_declaration(outer: Node, node: Node, source: bytes, max_lines: int
             if target is None or target.type != "identifier":
                 continue
             value = declarator.child_by_field_name("value")
-            if not short and value is not None and value.type in _JS_FUNCTIONS:
-                body = _js_signature(outer, value, source)
+            if value is not None and value.type in _JS_FUNCTIONS:
+                signature = _js_signature(outer, value, source)
+                body = whole if short else signature
             else:
-                body = _cap(whole, 4, "// ...")
-            yield _text(source, target), body
+                body, signature = _cap(whole, 4, "// ..."), _first_line(whole, "// ...")
+            yield _text(source, target), body, signature
 
 
 def _js_signature(outer: Node, node: Node, source: bytes) -> str:

@@ -209,6 +209,16 @@ def test_class_outline_has_public_signatures_within_the_line_cap(workspace: Path
     assert outline[1] == "    def method_0(self, value: int) -> int: ..."
 
 
+def test_each_definition_has_its_signature_alone(workspace: Path):
+    index = DefinitionIndex([workspace])
+    found = {d.name: d.brief for d in index.lookup(
+        "from shop.billing import parse_invoice_total, Ledger, TAX_RATE\n", "python",
+        str(workspace / "main.py"))}
+    assert found == {"parse_invoice_total": SIGNATURE + " ...",
+                     "Ledger": "class Ledger(Base): ...",
+                     "TAX_RATE": "TAX_RATE: float = 0.2"}
+
+
 def test_missing_modules_and_names_are_skipped(workspace: Path):
     index = DefinitionIndex([workspace])
     text = ("import os\nimport numpy as np\nfrom shop.billing import nothing_here\n"
@@ -321,6 +331,11 @@ export { add as plus };
                                    "  describe(prefix: string): string { ... }\n}")
     assert found["util.clamp"].label == "web/util/index.js"
     assert found["Shape"].uses == 1
+    # The signatures alone: what the prompt shows when the whole texts do not fit.
+    assert found["plus"].brief == "export function add(a: Vec, b: Vec): Vec { ... }"
+    assert found["scale"].brief == "export const scale = (v: Vec, k: number): Vec => ..."
+    assert found["Shape"].brief == "export default class Shape { ... }"
+    assert found["util.clamp"].brief == "export function clamp(x, lo, hi) { ... }"
 
 
 def test_document_uris_and_workspace_roots():
@@ -486,3 +501,50 @@ async def test_server_reads_definitions_under_the_client_root(workspace: Path,
         client.exit(None)
     finally:
         await client.stop()
+
+
+def index_lookup(workspace: Path, text: str) -> list:
+    return DefinitionIndex([workspace]).lookup(text, "python", str(workspace / "main.py"))
+
+
+def test_signatures_first_then_whole_texts_within_the_cap(workspace: Path, starcoder_tokenizer):
+    """A file that imports many names gets every signature before any docstring: the name the
+    next line needs is there even when the whole texts would not all fit (#18)."""
+    helpers = "".join(
+        f'def helper_{i}(value: int, *, scale: float = 1.0) -> float:\n'
+        f'    """Helper number {i}.\n\n    It scales the value and adds {i}; a long docstring\n'
+        f'    that takes room in the prompt.\n    """\n    return value * scale + {i}\n\n\n'
+        for i in range(8))
+    write(workspace / "shop" / "helpers.py", helpers)
+    names = ", ".join(f"helper_{i}" for i in range(8))
+    uses = "".join(f"a{i} = helper_{i}(1)\n" for i in range(7))  # helper_7: imported, unused
+    text = f"from shop.helpers import {names}\n\n{uses}" + "pass\n" * 20 + "x = "
+    defs = [d.snippet() for d in index_lookup(workspace, text)]
+    cursor = "\n".join(text.split("\n")[-12:])
+    cap = 256  # the default `context.crossFileTokens`
+    chosen = select_snippets([], defs, "main.py", text, cursor, starcoder_tokenizer, cap)
+    assert len(chosen) == 1  # one file, one path line
+    shown = chosen[0].text
+    # Whole, the eight definitions would not fit; their signatures do.
+    whole = sum(len(starcoder_tokenizer.encode(d.text)) for d in defs)
+    assert whole > 1.5 * cap
+    for i in range(8):
+        assert f"def helper_{i}(value: int, *, scale: float = 1.0) -> float:" in shown
+    assert len(starcoder_tokenizer.encode(shown)) + 16 <= cap
+    # The room left goes to whole texts, the best-ranked first: the import nothing uses yet.
+    assert "Helper number 7." in shown
+
+
+def test_an_import_not_used_yet_ranks_before_the_used_ones(workspace: Path,
+                                                           starcoder_tokenizer):
+    write(workspace / "shop" / "tax.py", "def vat_of(amount: float) -> float:\n"
+          "    return amount * 0.2\n\n\ndef net_of(amount: float) -> float:\n"
+          "    return amount / 1.2\n")
+    text = "from shop.tax import vat_of, net_of\n\nv = vat_of(3)\n" + "pass\n" * 20 + "n = "
+    defs = [d.snippet() for d in index_lookup(workspace, text)]
+    cursor = "\n".join(text.split("\n")[-12:])
+    # Room for one signature only: the unused one wins it.
+    brief = next(d.brief for d in defs if d.name == "net_of")
+    cap = len(starcoder_tokenizer.encode(brief)) + 16
+    chosen = select_snippets([], defs, "main.py", text, cursor, starcoder_tokenizer, cap)
+    assert [c.text for c in chosen] == [brief]
