@@ -103,6 +103,8 @@ def add_humaneval_parser(subparsers: _Subparsers) -> None:
                    dest="ablation_mode",
                    help="ablations re-filter the pipeline's generation (default) or generate "
                         "again through engine.run")
+    p.add_argument("--only", default="",
+                   help="comma list of task ids: run only these of the selection")
     p.add_argument("--no-plots", action="store_false", dest="plots", help="skip the PNGs")
     p.set_defaults(func=cmd_humaneval)
 
@@ -128,6 +130,7 @@ def cmd_humaneval(args: argparse.Namespace) -> int:
         budget_ms=args.budget_ms,
         document=args.document,
         multiline=args.multiline,
+        only=frozenset(t for t in args.only.split(",") if t),
         ablation_mode=args.ablation_mode,
         plots=args.plots,
     )

@@ -150,6 +150,8 @@ class Options:
     engine: Literal["inprocess", "shared", "private"] = "inprocess"
     ablation_mode: Literal["reuse", "rerun"] = "reuse"
     plots: bool = True
+    #: Only these task ids of the selection (a rerun of the tasks a change is meant to touch).
+    only: frozenset[str] = frozenset()
 
     @property
     def tokens(self) -> int:
@@ -207,7 +209,13 @@ def select_tasks(options: Options) -> list[Task]:
     tasks = load_tasks(options.data)
     if options.holes == "multi":
         tasks = multi_line_holes(tasks, options.seed or 0)
-    return sample_tasks(tasks, options.limit, options.seed)
+    tasks = sample_tasks(tasks, options.limit, options.seed)
+    if options.only:
+        missing = options.only - {task.task_id for task in tasks}
+        if missing:
+            raise GhostfillError(f"not in the selection: {', '.join(sorted(missing))}")
+        tasks = [task for task in tasks if task.task_id in options.only]
+    return tasks
 
 
 def document(task: Task, layout: str) -> tuple[str, int]:
