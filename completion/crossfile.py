@@ -6,9 +6,11 @@ request takes the chunks most similar to the text around the cursor, up to a tok
 never one that repeats the local window.
 
 Definitions of the names the buffer imports (`definitions.py`) compete for the same token cap
-(`select_snippets`): a definition whose name is used near the cursor ranks first, since the
-model is about to call it; then ring chunks and definitions used elsewhere, by similarity to the
-text at the cursor; then definitions imported but not used yet.
+(`select_snippets`): every definition's signature first, then whole texts and ring chunks in
+the room left. A definition whose name is used near the cursor ranks first, since the model is
+about to call it; then definitions imported but not used yet (nothing in the buffer shows how
+they are called); then ring chunks and definitions used elsewhere, by similarity to the text at
+the cursor.
 
 The selection is sticky per document (kept in `WindowAnchor`) and only redone when the window
 start moves: the snippets sit at the head of the prompt, so changing them on a keystroke
