@@ -820,8 +820,8 @@ def _js_declaration(outer: Node, node: Node, source: bytes, max_lines: int
         signature = _js_signature(outer, node, source)
         yield name, whole if short else signature, signature
     elif node.type in _JS_CLASSES:
-        body = node.child_by_field_name("body")
-        header = _from(source, outer, body.start_byte) + " { ... }" if body is not None \
+        members = node.child_by_field_name("body")
+        header = _from(source, outer, members.start_byte) + " { ... }" if members is not None \
             else _first_line(whole, "// ...")
         yield name, whole if short else _js_class(outer, node, source, max_lines), header
     elif node.type in _JS_TYPES:
