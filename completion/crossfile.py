@@ -182,9 +182,9 @@ def select_snippets(chunks: Iterable[Snippet], definitions: Sequence[Snippet],
     used = 0
     definition_paths: set[str] = set()
 
-    def cost(snippet: Snippet, text: str) -> int:
+    def overhead(snippet: Snippet) -> int:
         merged = bool(snippet.name) and snippet.path in definition_paths
-        return len(tokenizer.encode(text)) + (MERGED_TOKENS if merged else HEADER_TOKENS)
+        return MERGED_TOKENS if merged else HEADER_TOKENS
 
     def take(snippet: Snippet, spent: int) -> None:
         nonlocal used
@@ -193,7 +193,9 @@ def select_snippets(chunks: Iterable[Snippet], definitions: Sequence[Snippet],
         if snippet.name:
             definition_paths.add(snippet.path)
 
-    # Pass 1: recent edits whole, definitions by their signatures.
+    # Pass 1: recent edits whole, definitions by their signatures. `briefs`: where each
+    # signature was put and its tokens, for pass 2 to swap in the whole text.
+    briefs: dict[tuple[str, int], tuple[int, int]] = {}
     for snippet in order:
         if snippet.kind == "edit":
             if any(c.kind == "edit" and c.text == snippet.text for c in chosen):
@@ -203,25 +205,27 @@ def select_snippets(chunks: Iterable[Snippet], definitions: Sequence[Snippet],
             text = snippet.brief
         else:
             continue
-        spent = cost(snippet, text)
+        tokens = len(tokenizer.encode(text))
+        spent = tokens + overhead(snippet)
         if used + spent <= max_tokens:
+            if snippet.kind != "edit":
+                briefs[snippet.key] = (len(chosen), tokens)
             take(replace(snippet, text=text), spent)
     # Pass 2: whole definitions in place of their signatures, then what else fits.
     for snippet in order:
         if snippet.kind == "edit":
             continue
-        held = next((i for i, c in enumerate(chosen) if snippet.name and c.key == snippet.key),
-                    None)
-        if held is not None:
-            extra = len(tokenizer.encode(snippet.text)) - len(tokenizer.encode(snippet.brief))
+        if snippet.name and snippet.key in briefs:
+            at, brief_tokens = briefs[snippet.key]
+            extra = len(tokenizer.encode(snippet.text)) - brief_tokens
             if used + extra <= max_tokens:
-                chosen[held] = snippet
+                chosen[at] = snippet
                 used += extra
             continue
         signature = _signature_line(snippet.text) if snippet.name else ""
         if signature and any(signature in c.text for c in chosen if not c.name):
             continue  # a chosen chunk already shows it
-        spent = cost(snippet, snippet.text)
+        spent = len(tokenizer.encode(snippet.text)) + overhead(snippet)
         if used + spent <= max_tokens:
             take(snippet, spent)
     others = _merge_definitions([s for s in chosen if s.kind != "edit"])
