@@ -31,6 +31,7 @@ from ghostfill.bench.humaneval import (
     parse_configs,
     program_with_tests,
     run_pipeline,
+    select_tasks,
     splice,
 )
 from ghostfill.errors import GhostfillError
@@ -106,6 +107,16 @@ def test_config_names():
     assert MID_LINE in all_configs()
     ablations = parse_configs("ablations")
     assert ablations and all(name.startswith("pipeline-no-") for name in ablations)
+
+
+def test_only_keeps_the_named_tasks_of_the_selection(tasks):
+    sample = select_tasks(Options(limit=20, seed=3))
+    wanted = frozenset({sample[4].task_id, sample[11].task_id})
+    chosen = select_tasks(Options(limit=20, seed=3, only=wanted))
+    assert [t.task_id for t in chosen] == [t.task_id for t in sample if t.task_id in wanted]
+    outside = next(t.task_id for t in tasks if t.task_id not in {s.task_id for s in sample})
+    with pytest.raises(GhostfillError, match="not in the selection"):
+        select_tasks(Options(limit=20, seed=3, only=frozenset({outside})))
 
 
 def test_as_given_layout_is_the_task_as_given(tasks):
