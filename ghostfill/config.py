@@ -131,6 +131,12 @@ class CompletionConfig:
     #: candidate that makes the next lines most probable wins. "invoked": for requests the
     #: user asked for (they cost a few generations more); "off": never.
     suffix_check: SuffixCheck = "invoked"
+    #: Block answers an invoked multi-line request weighs for a prefix-only model (with
+    #: `suffix_check` "invoked"): the model's first choice and its next choices of first word,
+    #: shown in the order of how probable each makes the code below (answer and next lines
+    #: scored in the file's order). The model's first block is often not the one the code
+    #: below continues; 1: the model's order. At least `choices` are generated.
+    block_candidates: int = 5
     #: Language ids for which completion is off (e.g. ["markdown", "plaintext"]).
     disabled_languages: tuple[str, ...] = ()
 
@@ -207,6 +213,8 @@ class Config:
             (self.completion.temperature >= 0, "completion.temperature must be >= 0"),
             (0 <= self.completion.alternatives <= 8, "completion.alternatives must be 0..8"),
             (1 <= self.completion.choices <= 8, "completion.choices must be 1..8"),
+            (1 <= self.completion.block_candidates <= 8,
+             "completion.block_candidates must be 1..8"),
             (self.server.debounce_ms >= 0, "server.debounce_ms must be >= 0"),
             (self.server.cache_size >= 0, "server.cache_size must be >= 0"),
             (self.server.engine_idle_s >= 0, "server.engine_idle_s must be >= 0"),

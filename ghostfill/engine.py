@@ -371,7 +371,9 @@ class CompletionEngine:
             first = self.suffix_checked(prepared, first, cancel=cancel, deadline=deadline,
                                         created=created, disabled_filters=disabled_filters)
         results = [first]
-        if choices <= 1 or not first.text or first.partial or not self.backend.resumable:
+        weigh = self._weighs_blocks(prepared)
+        wanted = max(choices, self.config.completion.block_candidates) if weigh else choices
+        if wanted <= 1 or not first.text or first.partial or not self.backend.resumable:
             return results
         seen = {first.text}
         token = self._first_word_token(first.tokens)
@@ -380,9 +382,9 @@ class CompletionEngine:
         banned.add(token)
         # Each try bans one more first token; tries whose answer the filters drop or that
         # repeat an earlier one count too, so the search is bounded.
-        tries = choices - 1 + self.config.completion.alternatives
+        tries = wanted - 1 + self.config.completion.alternatives
         for _ in range(tries):
-            if len(results) >= choices or time.monotonic() >= deadline \
+            if len(results) >= wanted or time.monotonic() >= deadline \
                     or (cancel is not None and cancel.cancelled):
                 break
             result = self._attempt(prepared, [], "", prepared.stopper, frozenset(banned),
@@ -397,7 +399,42 @@ class CompletionEngine:
                 seen.add(result.text)
                 result.extra["choice"] = len(results) + 1
                 results.append(result)
-        return results
+        if weigh:
+            results = self.ranked_blocks(prepared, results, cancel=cancel, deadline=deadline)
+        return results[:choices]
+
+    def _weighs_blocks(self, prepared: Prepared) -> bool:
+        """Whether an invoked answer here is one of several blocks ordered by the code below
+        (`completion.blockCandidates`): a prefix-only template (a FIM model sees the suffix),
+        a block request, the suffix check on, code after the cursor, a backend that can
+        generate alternatives."""
+        completion = self.config.completion
+        return (not self.template.is_fim and prepared.stopper.multiline
+                and completion.suffix_check == "invoked" and completion.block_candidates > 1
+                and self.backend.resumable and bool(prepared.filters.suffix.strip()))
+
+    def ranked_blocks(self, prepared: Prepared, results: list[CompletionResult], *,
+                      cancel: CancelToken | None, deadline: float) -> list[CompletionResult]:
+        """`results` in the order of log P(answer + next lines | prompt), the first when
+        tied (`suffix_check.scored_text`); as they came when the deadline has passed or the
+        backend cannot score. A block is read whole: the model's own probability of a long
+        wrong block is part of what is weighed, so length is no advantage."""
+        if len(results) < 2 or time.monotonic() >= deadline:
+            return results
+        after = prepared.filters.suffix
+        cap = self.config.completion.max_tokens + suffix_check.MAX_SCORED_TOKENS
+        continuations = [self.tokenizer.encode(suffix_check.scored_text(r.text, after))[:cap]
+                         for r in results]
+        scores = self.backend.score(prepared.prompt.tokens, continuations,
+                                    document=prepared.path or None, cancel=cancel)
+        if scores is None or len(scores) != len(results):
+            return results
+        order = sorted(range(len(results)), key=lambda i: (-scores[i], i))
+        ranked = [results[i] for i in order]
+        ranked[0] = replace(ranked[0], extra={
+            **ranked[0].extra,
+            "block_rank": {"candidates": len(results), "chosen": order[0]}})
+        return ranked
 
     def suffix_checked(
         self,
@@ -447,10 +484,8 @@ class CompletionEngine:
         # repeat: what competes is each candidate's first line before the next lines.
         multiline = prepared.stopper.multiline
         shown = [suffix_check.first_line(c.text) if multiline else c.text for c in candidates]
-        follow = suffix_check.next_lines(after)
-        continuations = [
-            self.tokenizer.encode(suffix_check.joined(text, after) + follow)[
-                : suffix_check.MAX_SCORED_TOKENS] for text in shown]
+        continuations = [self.tokenizer.encode(suffix_check.scored_text(text, after))[
+            : suffix_check.MAX_SCORED_TOKENS] for text in shown]
         scores = self.backend.score(prepared.prompt.tokens, continuations,
                                     document=prepared.path or None, cancel=cancel)
         if scores is None or len(scores) != len(candidates):

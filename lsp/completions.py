@@ -195,6 +195,9 @@ class CompletionService:
         check = result.extra.get("suffix_check")
         if isinstance(check, dict):
             self.stats.add(suffix_checks=1, suffix_changed=int(check.get("chosen", 0) != 0))
+        rank = result.extra.get("block_rank")
+        if isinstance(rank, dict):
+            self.stats.add(blocks_ranked=1, blocks_reordered=int(rank.get("chosen", 0) != 0))
         for each in results:
             self.stats.add(tokens_evaluated=int(each.timings.get("evaluated_tokens", 0)),
                            tokens_reused=int(each.timings.get("reused_tokens", 0)))

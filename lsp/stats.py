@@ -53,6 +53,10 @@ class Stats:
     #: Suffix checks run (`completion.suffixCheck`), and those that replaced the model's line.
     suffix_checks: int = 0
     suffix_changed: int = 0
+    #: Invoked block answers ordered by the code below (`completion.blockCandidates`), and
+    #: those where another block than the model's first came first.
+    blocks_ranked: int = 0
+    blocks_reordered: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -83,7 +87,9 @@ class Stats:
                                 "late": self.late, "ready_sent": self.ready_sent},
                 "context": {"prompts": self.prompts, "edits_shown": self.edits_shown},
                 "warm_ups": {"done": self.warmed, "focus_reports": self.focused},
-                "suffix_check": {"ran": self.suffix_checks, "changed": self.suffix_changed},
+                "suffix_check": {"ran": self.suffix_checks, "changed": self.suffix_changed,
+                                 "blocks_ranked": self.blocks_ranked,
+                                 "blocks_reordered": self.blocks_reordered},
                 "engine": {"lost": self.engine_lost, "restored": self.engine_restored,
                            "failing": self.engine_failing, "notice": self.engine_notice},
             }

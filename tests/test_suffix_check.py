@@ -300,6 +300,7 @@ def test_the_server_shows_the_checked_line_and_counts_it(tmp_path: Path) -> None
         first = result.items[0].insert_text
         assert (first if isinstance(first, str) else first.value).startswith("    for n in ")
         stats = plain(server.request("ghostfill/stats", None))
-        assert stats["suffix_check"] == {"ran": 1, "changed": 1}
+        assert stats["suffix_check"] == {"ran": 1, "changed": 1, "blocks_ranked": 0,
+                                         "blocks_reordered": 0}
     finally:
         server.stop()

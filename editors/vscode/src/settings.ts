@@ -31,6 +31,7 @@ export const SERVER_SETTINGS: readonly string[] = [
   'completion.choices',
   'completion.suffixLayout',
   'completion.suffixCheck',
+  'completion.blockCandidates',
   'completion.temperature',
   'completion.disabledLanguages',
   'context.prefixShare',

@@ -36,8 +36,10 @@ export interface Stats {
   /** Windows read ahead into their documents' caches, and cursor reports (`didFocus`). */
   warm_ups?: { done?: number; focus_reports?: number };
   /** Explicit requests checked against the code below the cursor, and how many of them got
-   * another line than the model's first (issue #18). */
-  suffix_check?: { ran?: number; changed?: number };
+   * another line than the model's first (issue #18); explicit block requests whose
+   * candidate blocks were ordered by the code below, and how many of them put another block
+   * than the model's first in front. */
+  suffix_check?: { ran?: number; changed?: number; blocks_ranked?: number; blocks_reordered?: number };
   /** What became of the suggestions, per language, since the server started (issue #19). */
   feedback?: { languages?: Record<string, LanguageFeedback> };
 }
@@ -188,6 +190,10 @@ export function formatStats(stats: Stats): string[] {
   if (stats.suffix_check) {
     lines.push(`Suffix check: ${n(stats.suffix_check.ran)} run, `
       + `${n(stats.suffix_check.changed)} changed the line`);
+    if (stats.suffix_check.blocks_ranked !== undefined) {
+      lines.push(`Block ranking: ${n(stats.suffix_check.blocks_ranked)} run, `
+        + `${n(stats.suffix_check.blocks_reordered)} put another block first`);
+    }
   }
   for (const [language, f] of Object.entries(stats.feedback?.languages ?? {})) {
     const charsShown = n(f.chars_shown);
