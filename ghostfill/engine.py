@@ -406,12 +406,13 @@ class CompletionEngine:
     def _weighs_blocks(self, prepared: Prepared) -> bool:
         """Whether an invoked answer here is one of several blocks ordered by the code below
         (`completion.blockCandidates`): a prefix-only template (a FIM model sees the suffix),
-        a block request, the suffix check on, code after the cursor, a backend that can
-        generate alternatives."""
+        a block request, the suffix check on, a backend that can generate alternatives.
+        With nothing below (the end of a file) the order is the blocks' own probability,
+        which greedy decoding, choosing one token at a time, does not maximise either."""
         completion = self.config.completion
         return (not self.template.is_fim and prepared.stopper.multiline
                 and completion.suffix_check == "invoked" and completion.block_candidates > 1
-                and self.backend.resumable and bool(prepared.filters.suffix.strip()))
+                and self.backend.resumable)
 
     def ranked_blocks(self, prepared: Prepared, results: list[CompletionResult], *,
                       cancel: CancelToken | None, deadline: float) -> list[CompletionResult]:

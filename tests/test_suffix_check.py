@@ -300,7 +300,103 @@ def test_the_server_shows_the_checked_line_and_counts_it(tmp_path: Path) -> None
         first = result.items[0].insert_text
         assert (first if isinstance(first, str) else first.value).startswith("    for n in ")
         stats = plain(server.request("ghostfill/stats", None))
-        assert stats["suffix_check"] == {"ran": 1, "changed": 1, "blocks_ranked": 0,
+        # An empty line in a body asks for a block: the blocks were weighed too, and the
+        # checked header (its body is the code below) stayed in front.
+        assert stats["suffix_check"] == {"ran": 1, "changed": 1, "blocks_ranked": 1,
                                          "blocks_reordered": 0}
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------- block answers, real model
+
+#: HumanEval/63 with its first two body lines cut out (the open-line layout): the code below
+#: goes on with `if n == 1:` and `if n == 2:`. The default model's greedy block is a comment
+#: and a stray assignment; among its next choices of first word is the base case the code
+#: below continues.
+FIBFIB = (
+    "\n\ndef fibfib(n: int):\n"
+    '    """The FibFib number sequence is a sequence similar to the Fibbonacci sequnece '
+    "that's defined as follows:\n"
+    "    fibfib(0) == 0\n    fibfib(1) == 0\n    fibfib(2) == 1\n"
+    "    fibfib(n) == fibfib(n-1) + fibfib(n-2) + fibfib(n-3).\n"
+    "    Please write a function to efficiently compute the n-th element of the fibfib "
+    "number sequence.\n"
+    "    >>> fibfib(1)\n    0\n    >>> fibfib(5)\n    4\n    >>> fibfib(8)\n    24\n"
+    '    """\n\n'
+)
+FIBFIB_AFTER = ("\n    if n == 1:\n        return 0\n    if n == 2:\n        return 1\n"
+                "    return fibfib(n - 1) + fibfib(n - 2) + fibfib(n - 3)\n")
+
+
+def fibfib_blocks(engine: CompletionEngine, choices: int):  # type: ignore[no-untyped-def]
+    source = CompletionInput.of_text(FIBFIB + FIBFIB_AFTER, len(FIBFIB), language_id="python",
+                                     path="fibfib.py")
+    prepared = engine.prepare(source)
+    assert prepared.stopper.multiline  # an empty line in a function body: a block
+    now = time.monotonic()
+    return prepared, engine.run_choices(prepared, choices, deadline=now + 600, created=now)
+
+
+def test_invoked_blocks_come_in_the_order_the_code_below_follows_them(gemma_backend) -> None:
+    engine = CompletionEngine(Config(), gemma_backend)
+    now = time.monotonic()
+    prepared, blocks = fibfib_blocks(engine, 3)
+    greedy = engine.run(prepared, deadline=now + 600, created=now)
+    assert greedy.text.lstrip().startswith("#")  # the model's own first block: a comment
+    assert len(blocks) == 3 and len({b.text for b in blocks}) == 3
+    assert blocks[0].text.startswith("    if n == 0:\n        return 0")
+    rank = blocks[0].extra["block_rank"]
+    assert rank["candidates"] == 5 and rank["chosen"] > 0  # weighed five, not the first
+    # The order is the scores' order: each block read with the next lines after it.
+    after = prepared.filters.suffix
+    scores = gemma_backend.score(
+        prepared.prompt.tokens,
+        [engine.tokenizer.encode(suffix_check.scored_text(b.text, after)) for b in blocks],
+        document="fibfib.py")
+    assert scores is not None
+    assert scores[0] >= scores[1] - 0.3 and scores[1] >= scores[2] - 0.3
+    assert scores[0] > scores[2] + 5  # far apart: the order is not noise
+
+    # blockCandidates 1: the model's order, nothing weighed; one choice still weighs five.
+    plain_order = CompletionEngine(
+        Config().updated({"completion": {"blockCandidates": 1}}), gemma_backend)
+    first = fibfib_blocks(plain_order, 3)[1][0]
+    assert "block_rank" not in first.extra and first.text.lstrip().startswith("#")
+    one = fibfib_blocks(engine, 1)[1]
+    assert len(one) == 1 and one[0].text == blocks[0].text
+
+
+def test_a_single_line_request_is_not_weighed(gemma_backend) -> None:
+    engine = CompletionEngine(Config(), gemma_backend)
+    # The cursor inside a line: one line is asked for, and there is no block to weigh.
+    source = CompletionInput.of_text(FIBFIB + "    if n" + FIBFIB_AFTER,
+                                     len(FIBFIB) + len("    if n"), language_id="python",
+                                     path="fibfib.py")
+    prepared = engine.prepare(source)
+    assert not prepared.stopper.multiline
+    now = time.monotonic()
+    result = engine.run_choices(prepared, 1, deadline=now + 120, created=now)[0]
+    assert "block_rank" not in result.extra
+
+
+def test_the_server_shows_the_ranked_block_first_and_counts_it(tmp_path: Path) -> None:
+    """The real server over stdio, the real model in process: an invoked request at an empty
+    line in a function body shows the block the code below continues first, the others after
+    it, and `ghostfill/stats` counts the ranking."""
+    server = SyncClient(settings={"server": {"debounceMs": 0, "engine": "inprocess",
+                                             "prefetch": False, "warmOnOpen": False},
+                                  "completion": {"invokedBudgetMs": 600_000}})
+    try:
+        uri = (tmp_path / "fibfib.py").as_uri()
+        server.open(uri, FIBFIB + FIBFIB_AFTER)
+        result = server.inline(uri, FIBFIB.count("\n"), 0, invoked=True)
+        texts = [i.insert_text if isinstance(i.insert_text, str) else i.insert_text.value
+                 for i in result.items]
+        assert texts[0].startswith("    if n == 0:\n        return 0")
+        assert len(texts) == 3 and len(set(texts)) == 3
+        stats = plain(server.request("ghostfill/stats", None))
+        assert stats["suffix_check"]["blocks_ranked"] == 1
+        assert stats["suffix_check"]["blocks_reordered"] == 1
     finally:
         server.stop()
