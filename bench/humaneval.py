@@ -16,7 +16,8 @@ the text (window, template, stop rules and post-processing included). Configurat
     lines) or "none": where a model without FIM tokens sees the code after the cursor (#18).
   * `pipeline-invoked`: the pipeline as a request the user asked for (`run_choices`, its first
     suggestion): with a prefix-only model, the answer is checked against the code below the
-    cursor (`completion.suffixCheck`, #18). Otherwise the same as `pipeline`.
+    cursor (`completion.suffixCheck`, #18), and a block is the first of the blocks weighed
+    against it (`completion.blockCandidates`). Otherwise the same as `pipeline`.
   * `pipeline-mid-line`: the pipeline as it was before insertions before code (#18): a cursor
     in the leading whitespace of a line that holds code is treated as a cursor inside that
     line (one line, no line break; with `multiline="auto"` exactly the old behaviour). In the
@@ -180,6 +181,9 @@ class Attempt:
     cache: list[int] = field(default_factory=list, repr=False)
     #: The suffix check's decision (`CompletionEngine.suffix_checked`), when it ran.
     suffix_check: dict[str, Any] | None = None
+    #: The order of an invoked request's blocks (`CompletionEngine.ranked_blocks`), when
+    #: they were weighed.
+    block_rank: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -188,6 +192,7 @@ class Attempt:
             "status": self.status, "detail": self.detail, "stop_reason": self.stop_reason,
             "latency_ms": round(self.latency_ms, 2), "timings": self.timings,
             **({"suffix_check": self.suffix_check} if self.suffix_check else {}),
+            **({"block_rank": self.block_rank} if self.block_rank else {}),
         }
 
 
@@ -356,9 +361,10 @@ def run_pipeline(engine: Any, task: Task, options: Options, ablations: list[str]
     # The generated ids are not in the result; re-encoding the model text comes close enough
     # for restoring the cache (see generate_all).
     cache = prepared.prompt.tokens + engine.tokenizer.encode(result.raw)
-    check = result.extra.get("suffix_check")
+    check, rank = result.extra.get("suffix_check"), result.extra.get("block_rank")
     out = {"": Attempt(result.text, result.raw, result.stop_reason, latency, result.timings,
-                       cache=cache, suffix_check=check if isinstance(check, dict) else None)}
+                       cache=cache, suffix_check=check if isinstance(check, dict) else None,
+                       block_rank=rank if isinstance(rank, dict) else None)}
     if not ablations:
         return out
     own_ms = _timed_postprocess(result.raw, prepared.filters, disabled)[1]

@@ -26,6 +26,8 @@ def test_camel_and_snake_case_keys_apply():
         ({"context": {"prefixShare": 1.5}}, "prefix_share"),
         ({"completion": {"choices": 0}}, "completion.choices must be 1..8"),
         ({"completion": {"choices": 9}}, "completion.choices must be 1..8"),
+        ({"completion": {"blockCandidates": 0}}, "completion.block_candidates must be 1..8"),
+        ({"completion": {"blockCandidates": 9}}, "completion.block_candidates must be 1..8"),
         ({"model": "gemma"}, "model must be an object"),
         ([1, 2], "options must be an object"),
     ],
