@@ -22,6 +22,7 @@ from ghostfill.completion import suffix_check
 from ghostfill.completion.boundaries import boundary_lines
 from ghostfill.completion.context import Window, build_window, make_budget
 from ghostfill.completion.crossfile import Snippet, select_snippets
+from ghostfill.completion.filters.splice import adds_errors
 from ghostfill.completion.headers import Head, head_for
 from ghostfill.completion.languages import comment_prefix
 from ghostfill.completion.postprocess import FilterContext, postprocess
@@ -419,7 +420,10 @@ class CompletionEngine:
         """`results` in the order of log P(answer + next lines | prompt), the first when
         tied (`suffix_check.scored_text`); as they came when the deadline has passed or the
         backend cannot score. A block is read whole: the model's own probability of a long
-        wrong block is part of what is weighed, so length is no advantage."""
+        wrong block is part of what is weighed, so length is no advantage. A block that adds
+        parse errors to the file (a `try:` whose `except` never comes) goes after those that
+        do not, however probable: the filters keep such a block when no shorter cut is valid,
+        which is right for the model's one answer but not for putting it first."""
         if len(results) < 2 or time.monotonic() >= deadline:
             return results
         after = prepared.filters.suffix
@@ -430,7 +434,10 @@ class CompletionEngine:
                                     document=prepared.path or None, cancel=cancel)
         if scores is None or len(scores) != len(results):
             return results
-        order = sorted(range(len(results)), key=lambda i: (-scores[i], i))
+        filters = prepared.filters
+        broken = [adds_errors(r.text, filters.prefix, filters.suffix, filters.grammar,
+                              filters.before_code) for r in results]
+        order = sorted(range(len(results)), key=lambda i: (broken[i], -scores[i], i))
         ranked = [results[i] for i in order]
         ranked[0] = replace(ranked[0], extra={
             **ranked[0].extra,

@@ -16,6 +16,7 @@ import pytest
 
 from ghostfill.backends.factory import create_backend
 from ghostfill.completion import suffix_check
+from ghostfill.completion.filters.splice import adds_errors
 from ghostfill.completion.snapshot import CompletionInput
 from ghostfill.config import Config
 from ghostfill.engine import CompletionEngine
@@ -400,3 +401,34 @@ def test_the_server_shows_the_ranked_block_first_and_counts_it(tmp_path: Path) -
         assert stats["suffix_check"]["blocks_reordered"] == 1
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("completion", "prefix", "suffix", "grammar", "breaks"),
+    [
+        # CPython's parser judges Python: a `try:` whose `except` never comes breaks the
+        # file (tree-sitter's grammar takes it), a loop with its body does not.
+        ("    try:\n        total += 1", "def f(xs):\n    total = 0\n",
+         "\n    return total\n", "python", True),
+        ("    for x in xs:\n        total += x", "def f(xs):\n    total = 0\n",
+         "\n    return total\n", "python", False),
+        # Inserted before code as whole lines (the as-given layout).
+        ("    if not xs:\n        return 0\n", "def f(xs):\n", "    return len(xs)\n",
+         "python", False),
+        ("    if not xs:\n", "def f(xs):\n", "    return len(xs)\n", "python", True),
+        # A document broken already (mid-edit): tree-sitter's error count in the window.
+        ("    y = (1,", "def f(:\n", "\n    return y\n", "python", True),
+        ("    y = 1", "def f(:\n", "\n    return y\n", "python", False),
+        ("  const y = [1,", "function f() {\n", "\n  return y;\n}\n", "javascript", True),
+        ("  const y = [1];", "function f() {\n", "\n  return y;\n}\n", "javascript", False),
+        # No grammar, or nothing inserted: nothing can be said.
+        ("try:", "x = 1\n", "\ny = 2\n", None, False),
+        ("   ", "def f():\n", "\n    return 1\n", "python", False),
+    ],
+)
+def test_a_block_that_breaks_the_file_is_known(completion, prefix, suffix, grammar,
+                                               breaks) -> None:
+    """`filters.splice.adds_errors`, which puts a block that breaks the file after those that
+    do not when an invoked request's blocks are weighed (`CompletionEngine.ranked_blocks`)."""
+    before_code = not suffix.startswith("\n")
+    assert adds_errors(completion, prefix, suffix, grammar, before_code) is breaks

@@ -11,6 +11,7 @@ lines after it. Parses are memoised by text, so filters asking about the same sp
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -280,3 +281,26 @@ def first_error_offset(text: str, grammar: str, start: int) -> int | None:
 def errors(text: str, grammar: str) -> int:
     """ERROR and MISSING nodes in the parse of `text`."""
     return count_errors(parse(text, grammar).root_node)
+
+
+def adds_errors(completion: str, prefix: str, suffix: str, grammar: str | None,
+                before_code: bool = False) -> bool:
+    """Whether `completion` breaks the code it is inserted into: for Python, the whole
+    document compiled by CPython's parser when it parses without the completion (tree-sitter's
+    grammar is more tolerant: it takes a `try:` with no `except` after it); otherwise, or when
+    the document is broken already (mid-edit), more ERROR/MISSING nodes in the completion's
+    window than without it. Without a grammar nothing can be said: False."""
+    if grammar is None or not completion.strip():
+        return False
+    if grammar == "python" and _python_parses(prefix + suffix):
+        return not _python_parses(Splice(prefix, completion, suffix, before_code).text)
+    splice = make_splice(prefix, suffix, completion, before_code)
+    return errors(splice.text, grammar) > errors(splice.head + splice.tail, grammar)
+
+
+def _python_parses(source: str) -> bool:
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError):  # ValueError: a NUL byte in the text
+        return False
+    return True
