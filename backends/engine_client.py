@@ -38,6 +38,7 @@ from ghostfill.backends.base import (
 )
 from ghostfill.backends.engine_place import (
     EnginePlace,
+    EngineStartError,
     connect_or_start,
     engine_key,
     log_tail,
@@ -268,8 +269,11 @@ class EngineSupervisor:
                     raise
                 self._say("notice", f"{e}; using an engine of this server's own instead")
                 self.private = True
-            except EngineLost as e:
-                if attempt == LOAD_RETRIES:
+            except (EngineLost, EngineStartError) as e:
+                # A crash while loading, seen on the connection or (when it came within the
+                # moment between the bind and our connect) as the exit of the process.
+                if attempt == LOAD_RETRIES or (isinstance(e, EngineStartError)
+                                               and not e.crashed):
                     raise
                 log.warning("%s; starting another", e)
                 self._reap()

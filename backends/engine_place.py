@@ -41,6 +41,17 @@ LISTEN_TIMEOUT_S = 30.0
 class EngineStartError(BackendError):
     """The engine process could not be started (it exited, or never listened)."""
 
+    def __init__(self, message: str, *, returncode: int | None = None) -> None:
+        super().__init__(message)
+        #: The process's exit status when it exited; negative: the signal that killed it.
+        self.returncode = returncode
+
+    @property
+    def crashed(self) -> bool:
+        """Killed by a signal: a crash the next start may avoid (`crash_guard`), unlike an
+        exit with a status (a bad configuration says so again)."""
+        return self.returncode is not None and self.returncode < 0
+
 
 def runtime_dir() -> Path:
     """The user's private folder for engine sockets, locks and logs (created 0700).
@@ -231,7 +242,8 @@ def wait_listening(place: EnginePlace, process: subprocess.Popen[bytes] | None) 
         if process is not None and process.poll() is not None:
             tail = log_tail(place)
             raise EngineStartError(f"the engine process exited ({process.returncode}) before "
-                                   f"listening" + (f": {tail}" if tail else ""))
+                                   f"listening" + (f": {tail}" if tail else ""),
+                                   returncode=process.returncode)
         if time.monotonic() >= end:
             raise EngineStartError(f"no engine listened on {place.socket} within "
                                    f"{LISTEN_TIMEOUT_S:.0f}s")

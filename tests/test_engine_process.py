@@ -557,6 +557,43 @@ def test_a_crash_while_loading_is_retried_in_the_safe_configuration(
         backend.close()
 
 
+@pytest.mark.parametrize("dies", ["by SIGSEGV", "with status 3"])
+def test_an_engine_that_dies_before_it_listens_is_started_again_only_after_a_crash(
+        runtime: Path, monkeypatch: pytest.MonkeyPatch, dies: str):
+    # A crash can come between the engine's bind and the client's first connect (CI saw it):
+    # the client then sees only the process's exit. A signal is a crash the next start may
+    # avoid; an exit with a status (a bad configuration) would only say the same again.
+    from ghostfill.backends import engine_place
+    from ghostfill.backends.engine_place import EngineStartError
+
+    real_spawn = engine_place.spawn
+    spawned: list[int] = []
+    body = ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)" if dies == "by SIGSEGV"
+            else "raise SystemExit(3)")
+
+    def spawn(place: EnginePlace, cfg: Config, **kw: object) -> subprocess.Popen[bytes]:
+        if not spawned:
+            process = subprocess.Popen([sys.executable, "-c", body])
+            spawned.append(process.pid)
+            return process
+        process = real_spawn(place, cfg, **kw)  # type: ignore[arg-type]
+        spawned.append(process.pid)
+        return process
+
+    monkeypatch.setattr(engine_place, "spawn", spawn)
+    if dies == "with status 3":
+        with pytest.raises(EngineStartError, match=r"exited \(3\) before listening") as e:
+            engine(config())
+        assert not e.value.crashed and len(spawned) == 1
+        return
+    backend = engine(config())
+    try:
+        assert len(spawned) == 2 and backend.options()["engine_pid"] == spawned[1]
+        assert backend.generate(request(backend, PROMPT)).text
+    finally:
+        backend.close()
+
+
 def test_text_with_lone_surrogates_crosses_unchanged():
     # An editor's UTF-16 text may hold half a character; the wire must carry it as it is.
     from ghostfill.backends.engine_wire import Channel
