@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from ghostfill.bench.soak import soak
+from ghostfill.lsp.server import BACKGROUND_WORKERS, MODEL_WORKERS
 
 REQUESTS = 2000
 INFLIGHT = 2
@@ -41,7 +42,12 @@ def test_no_stale_answers_bounded_state_and_memory():
     assert held["cache"] <= 64
     assert max(held["shown"], held["partials"], held["snippet_lines"]) <= 3
     assert max(held["inflight"], held["prefetching"], held["background_tasks"]) <= 3
+    # Threads are bounded by the server's pools, not by the requests (a leak of one per
+    # cancelled request would be hundreds here). The pools start their workers lazily, and
+    # how many the warm-up happened to start varies from run to run (8 or 9, then 11 or 12
+    # at the end): the bound is what the pools may still add.
     threads = report["threads"]["server"]
-    assert threads["final"] <= threads["after_warmup"] + 2
+    assert threads["max"] <= threads["after_warmup"] + MODEL_WORKERS + BACKGROUND_WORKERS, \
+        threads
     # Before the fixes for issue #21 this run grew by 54 MB after warm-up (parse chunks).
     assert report["memory"]["server"]["growth_after_warmup_mb"] < 20, report["memory"]
