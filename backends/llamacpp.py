@@ -36,7 +36,7 @@ from ghostfill.backends.base import (
     check_prompt,
 )
 from ghostfill.backends.cpu_features import choose_extra_buffer_types, ggml_features
-from ghostfill.backends.sequences import common_prefix, prompt_lookup
+from ghostfill.backends.sequences import common_prefix, prompt_lookup, shift_match
 from ghostfill.backends.token_loop import TokenLoop
 from ghostfill.completion.tokenizer import LlamaCppTokenizer, route_llama_logs
 from ghostfill.errors import BackendError, ModelLoadError
@@ -290,10 +290,6 @@ class _Plan(NamedTuple):
 
 #: The shortest n-gram a prompt-lookup draft is copied after (single tokens match too often).
 LOOKUP_MIN_NGRAM = 2
-#: A moved window is shifted in the cache when its first SHIFT_PROBE tokens are found there
-#: and at least SHIFT_MIN_TOKENS in a row match (smaller moves are cheaper to re-read).
-SHIFT_PROBE = 16
-SHIFT_MIN_TOKENS = 64
 
 
 class LlamaCppBackend:
@@ -637,21 +633,10 @@ class LlamaCppBackend:
         approximation of a fresh read, only used when a long run of tokens matches.
         """
         cached = self._cached
-        head = common_prefix(cached, tokens)
-        probe = tokens[head : head + SHIFT_PROBE]
-        if len(probe) < SHIFT_PROBE or head >= len(cached) - SHIFT_PROBE:
+        match = shift_match(cached, tokens)
+        if match is None or not self._can_shift():
             return 0
-        start = head
-        while True:
-            try:
-                start = cached.index(probe[0], start + 1)
-            except ValueError:
-                return 0
-            if cached[start : start + SHIFT_PROBE] == probe:
-                break
-        kept = common_prefix(cached[start:], tokens[head:])
-        if kept < SHIFT_MIN_TOKENS or not self._can_shift():
-            return 0
+        head, start, kept = match
         ctx, seq = self._llm._ctx, self._slot.seq
         ctx.kv_cache_seq_rm(seq, head, start)
         ctx.kv_cache_seq_shift(seq, start, -1, head - start)

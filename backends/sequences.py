@@ -15,6 +15,33 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return i
 
 
+#: A moved window is shifted in the cache when its first SHIFT_PROBE tokens are found there
+#: and at least SHIFT_MIN_TOKENS in a row match (smaller moves are cheaper to re-read).
+SHIFT_PROBE = 16
+SHIFT_MIN_TOKENS = 64
+
+
+def shift_match(cached: list[int], tokens: list[int]) -> tuple[int, int, int] | None:
+    """How a cache holding `cached` serves `tokens` after their window start moved down:
+    (head, start, kept) — the common head stays, cached[head:start] are the lines cut, and
+    `kept` tokens from `start` on match `tokens` after the head (to be shifted back). None
+    when no long enough run matches."""
+    head = common_prefix(cached, tokens)
+    probe = tokens[head : head + SHIFT_PROBE]
+    if len(probe) < SHIFT_PROBE or head >= len(cached) - SHIFT_PROBE:
+        return None
+    start = head
+    while True:
+        try:
+            start = cached.index(probe[0], start + 1)
+        except ValueError:
+            return None
+        if cached[start : start + SHIFT_PROBE] == probe:
+            break
+    kept = common_prefix(cached[start:], tokens[head:])
+    return (head, start, kept) if kept >= SHIFT_MIN_TOKENS else None
+
+
 def prompt_lookup(seq: list[int], k: int, max_ngram: int = 3, min_ngram: int = 1) -> list[int]:
     """Up to `k` tokens that followed the latest earlier occurrence of seq's last n-gram.
 
