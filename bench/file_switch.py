@@ -138,6 +138,9 @@ def summarize(run: Run) -> dict[str, Any]:
         "settle_s": run.settle.get("settle_s"),
         "warm_done": run.settle.get("warm_done"),
         "wall_s": round(run.wall_s, 1),
+        # Keystrokes served from the short window, and short windows warmed (`ghostfill/stats`).
+        "short_windows": run.server_stats.get("context", {}).get("short_windows"),
+        "warmed_short": run.server_stats.get("warm_ups", {}).get("short"),
     }
 
 
@@ -393,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model.name (default: the product's)")
     parser.add_argument("--context-length", type=int, default=None,
                         help="model.contextLength (default: the model's)")
+    parser.add_argument("--short-windows", default="",
+                        help="comma list of context.shortWindowTokens values, each run after "
+                             "the other for every mode (0: off; default: the product's)")
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--no-plot", action="store_false", dest="plot")
     args = parser.parse_args(argv)
@@ -411,15 +417,20 @@ def main(argv: list[str] | None = None) -> int:
         base["model"] = {"name": args.model}
     if args.context_length:
         base.setdefault("model", {})["contextLength"] = args.context_length
-    modes = [m for m in args.modes.split(",") if m]
+    shorts: list[int | None] = [int(v) for v in args.short_windows.split(",") if v] or [None]
+    modes = [(m, short) for m in args.modes.split(",") if m for short in shorts]
     load_start = os.getloadavg()
     runs: list[Run] = []
     typing: list[Replay] = []
     summaries: list[dict[str, Any]] = []
     focus_runs = {"on": (True,), "off": (False,), "both": (True, False)}[args.focus]
     for repeat in range(args.repeats):
-        for mode in modes:
-            settings = _merge(base, {"server": {"engine": mode}})
+        for engine_mode, short in modes:
+            settings = _merge(base, {"server": {"engine": engine_mode}})
+            mode = engine_mode
+            if short is not None:
+                settings = _merge(settings, {"context": {"shortWindowTokens": short}})
+                mode = f"{engine_mode}, short window {short or 'off'}"
             reference = None
             for focused in focus_runs:
                 label = mode if focused else f"{mode}, no didFocus"
@@ -469,6 +480,7 @@ def report(args: argparse.Namespace, spans: list[Span], typing_spans: list[Span]
         "settle_s": args.settle_s,
         "pause_ms": args.pause_ms,
         "modes": [m for m in args.modes.split(",") if m],
+        "short_windows": args.short_windows,
         "focus": args.focus,
         "targets": {"switch_first_p95_ms": SWITCH_P95_TARGET_MS,
                     "shown_share": SHOWN_SHARE_TARGET},

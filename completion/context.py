@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING
 
 from ghostfill.completion.tokenizer import Tokenizer
@@ -90,6 +90,20 @@ class WindowAnchor:
     stable_ids: list[int] = field(default_factory=list)
     #: Whose token ids `stable_ids` are (see `for_vocabulary`).
     vocabulary: str = ""
+    #: The short window's own anchor (`context.short_window_tokens`): its start is not this
+    #: one's, and each must stay put for its own cache slot.
+    short: WindowAnchor | None = None
+
+    def copy(self) -> WindowAnchor:
+        """A request's own copy (the short window's anchor too): workers change theirs."""
+        return replace(self, short=self.short.copy() if self.short is not None else None)
+
+    def edited(self, start: int) -> None:
+        """An edit at `start`: a window start after it no longer names the same text."""
+        if self.start is not None and start < self.start:
+            self.start = None
+        if self.short is not None:
+            self.short.edited(start)
 
     def for_vocabulary(self, vocabulary: str) -> None:
         """Forget everything when another model's tokenizer asks: token ids of one vocabulary

@@ -95,6 +95,13 @@ class ContextConfig:
     suffix_block_tokens: int = 512
     #: Lines of the suffix block at most (the next lines after the cursor); 0: no cap.
     suffix_block_lines: int = 0
+    #: While a document's window is not read yet (a file just opened or switched to, a jump
+    #: far away) and reading it would not fit the typing budget, suggestions come from a
+    #: window of this many tokens ending at the cursor, read in its own cache slot in a
+    #: fraction of the time, and the full window is read in the background meanwhile. On 2
+    #: CPU cores a 2,048-token window takes ~6.5 s to read (docs/benchmarks.md, file
+    #: switches). 0: off (typing waits for the full window).
+    short_window_tokens: int = 1024
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,8 @@ class Config:
             (self.context.parse_budget_ms > 0, "context.parse_budget_ms must be > 0"),
             (self.context.suffix_block_tokens >= 0, "context.suffix_block_tokens must be >= 0"),
             (self.context.suffix_block_lines >= 0, "context.suffix_block_lines must be >= 0"),
+            (self.context.short_window_tokens == 0 or self.context.short_window_tokens >= 256,
+             "context.short_window_tokens must be 0 (off) or >= 256"),
             (1 <= self.completion.max_tokens <= 4096, "completion.max_tokens must be 1..4096"),
             (self.completion.latency_budget_ms > 0, "completion.latency_budget_ms must be > 0"),
             (self.completion.invoked_budget_ms > 0, "completion.invoked_budget_ms must be > 0"),

@@ -20,7 +20,7 @@ from ghostfill.backends.base import (
 )
 from ghostfill.completion import suffix_check
 from ghostfill.completion.boundaries import boundary_lines
-from ghostfill.completion.context import Window, build_window, make_budget
+from ghostfill.completion.context import Window, WindowAnchor, build_window, make_budget
 from ghostfill.completion.crossfile import Snippet, select_snippets
 from ghostfill.completion.filters.splice import adds_errors
 from ghostfill.completion.headers import Head, head_for
@@ -69,6 +69,16 @@ class Prepared:
     #: Cross-file chunks in the prompt, and the document's path (for engines that take parts).
     snippets: list[Snippet] = field(default_factory=list)
     path: str = ""
+    #: A short window (`context.short_window_tokens`): read while the full one is not.
+    short: bool = False
+
+    @property
+    def slot(self) -> str | None:
+        """The backend's cache slot: the document's, the short window its own (the two
+        prompts share no prefix, and each must survive the other's reads)."""
+        if not self.path:
+            return None
+        return f"{self.path}#short-window" if self.short else self.path
 
 
 @dataclass(frozen=True)
@@ -175,15 +185,30 @@ class CompletionEngine:
         """Release the model; the engine is not used afterwards."""
         self.backend.close()
 
+    @property
+    def short_window(self) -> int | None:
+        """Tokens of the short window, None when there is none (off, or not shorter)."""
+        tokens = self.config.context.short_window_tokens
+        return tokens if 0 < tokens < self.context_length else None
+
     def prepare(self, source: CompletionInput, sources: ContextSources | None = None, *,
-                multiline: bool | None = None) -> Prepared:
+                multiline: bool | None = None, short: bool = False) -> Prepared:
         """Window, prompt, stop rules and filters for one request (on a worker thread in the
-        server: it may parse and read definitions from disk)."""
+        server: it may parse and read definitions from disk). `short`: in the short window
+        (`short_window`), with the short window's own anchor; cross-file context shrinks
+        with it."""
         text, offset = source.text, source.offset
         if not 0 <= offset <= len(text):
             raise InvalidPosition(f"offset {offset} is outside the document (0..{len(text)})")
         grammar, syntax, anchor, starts = (source.grammar, source.syntax, source.anchor,
                                            source.starts)
+        context_length = self.context_length
+        short_tokens = self.short_window if short else None
+        if short_tokens is not None:
+            context_length = short_tokens
+            if anchor.short is None:
+                anchor.short = WindowAnchor()
+            anchor = anchor.short
         snippets = sources.snippets if sources is not None else None
         definitions = sources.definitions if sources is not None else None
         syntax.refresh(self.config.context.parse_budget_ms)
@@ -204,7 +229,8 @@ class CompletionEngine:
         edits_seen = (sources.edits_stamp(path) if sources is not None else 0) \
             if ctx.recent_edits else -1
         use_cross = use_cross or use_edits
-        head_reserve = min(128, self.context_length // 16)
+        head_reserve = min(128, context_length // 16)
+        cross_tokens = ctx.cross_file_tokens * context_length // self.context_length
         # In PSM order the suffix sits between the typed text and the answer: each keystroke
         # re-evaluates all of it, so it is kept short (bench/fim_order.py measures this).
         psm = self.template.is_fim and self.order == "psm"
@@ -220,14 +246,14 @@ class CompletionEngine:
         elif block:
             max_suffix = ctx.suffix_block_tokens
         budget = make_budget(
-            self.context_length,
+            context_length,
             cc.max_tokens,
             self.overhead,
             prefix_share=ctx.prefix_share,
             max_suffix_tokens=max_suffix,
             suffix_takes_unused=not psm and not block,
             suffix_used=self.template.is_fim or block,
-            reserved=head_reserve + (ctx.cross_file_tokens if use_cross or use_defs else 0)
+            reserved=head_reserve + (cross_tokens if use_cross or use_defs else 0)
             + (self._block_headers(path, comment) if block else 0),
         )
         boundaries = boundary_lines(syntax) if syntax.tree is not None else None
@@ -253,7 +279,7 @@ class CompletionEngine:
                     if use_edits and sources is not None else []
                 anchor.snippets = select_snippets(
                     chunks, found, path, window.prefix[-4000:], "\n".join(cursor_line[-12:]),
-                    self.tokenizer, ctx.cross_file_tokens,
+                    self.tokenizer, cross_tokens,
                     window_text=window_text, edits=edits)
             anchor.decided_for = window.prefix_start
             anchor.edits_seen = edits_seen
@@ -277,7 +303,7 @@ class CompletionEngine:
             # The block's tokens were counted apart from the text around them; the prompt as
             # rendered must leave the answer its room, exactly (a line less until it does).
             if not suffix_block or \
-                    len(prompt.tokens) <= self.context_length - cc.max_tokens:
+                    len(prompt.tokens) <= context_length - cc.max_tokens:
                 break
             suffix_block = suffix_block_text(suffix_block.rstrip("\n").rpartition("\n")[0], 0)
         scope = cursor_scope(syntax, offset)
@@ -313,7 +339,8 @@ class CompletionEngine:
             before_code=before_code,
         )
         return Prepared(window, prompt, stopper, filters, grammar, head,
-                        snippets=list(anchor.snippets), path=path)
+                        snippets=list(anchor.snippets), path=path,
+                        short=short_tokens is not None)
 
     def _block_headers(self, path: str, comment: str | None) -> int:
         """Tokens of the two path comments around a suffix block (see `render_prompt`)."""
@@ -431,7 +458,7 @@ class CompletionEngine:
         continuations = [self.tokenizer.encode(suffix_check.scored_text(r.text, after))[:cap]
                          for r in results]
         scores = self.backend.score(prepared.prompt.tokens, continuations,
-                                    document=prepared.path or None, cancel=cancel)
+                                    document=prepared.slot, cancel=cancel)
         if scores is None or len(scores) != len(results):
             return results
         filters = prepared.filters
@@ -495,7 +522,7 @@ class CompletionEngine:
         continuations = [self.tokenizer.encode(suffix_check.scored_text(text, after))[
             : suffix_check.MAX_SCORED_TOKENS] for text in shown]
         scores = self.backend.score(prepared.prompt.tokens, continuations,
-                                    document=prepared.path or None, cancel=cancel)
+                                    document=prepared.slot, cancel=cancel)
         if scores is None or len(scores) != len(candidates):
             return first
         best = max(range(len(candidates)), key=scores.__getitem__)
@@ -644,7 +671,7 @@ class CompletionEngine:
             prefix=prepared.head.text + prepared.window.prefix[:typed_from],
             middle=prepared.window.prefix[typed_from:] + head,
             suffix=prepared.window.suffix,
-            document=prepared.path or None,
+            document=prepared.slot,
         )
 
     def complete(self, source: CompletionInput, sources: ContextSources | None = None, *,

@@ -24,6 +24,7 @@ from ghostfill.completion.languages import comment_prefix
 from ghostfill.completion.scopes import cursor_scope
 from ghostfill.completion.snapshot import CompletionInput, ContextSources
 from ghostfill.lsp.cache import Suggestion, SuggestionCache, cache_key
+from ghostfill.lsp.reading import ReadingSpeed, fits_short, to_read
 from ghostfill.lsp.session import DocumentSession, PartialLine
 from ghostfill.lsp.stats import Stats
 
@@ -72,6 +73,11 @@ class CompletionService:
         #: is ready there (a cut line finished, a window read to the end): the server tells
         #: the client, which asks again and is answered at once.
         self.on_ready: Callable[[str, int, int], None] | None = None
+        #: Called with a session whose keystroke was served from the short window: its full
+        #: window is owed a reading in the background (the server schedules warm-ups).
+        self.on_short: Callable[[DocumentSession], None] | None = None
+        #: This machine's prompt reading speed (`lsp.reading`).
+        self.speed = ReadingSpeed()
         #: Background work running on the event loop (prefetches, late answers), kept
         #: referenced so that it is not collected before it ends.
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -92,12 +98,45 @@ class CompletionService:
         return await loop.run_in_executor(self._prepare_pool, lambda: fn(*args, **kwargs))
 
     async def prepare(self, engine: CompletionEngine, source: CompletionInput,
-                      multiline: bool | None = None) -> Prepared:
+                      multiline: bool | None = None, *, short: bool = False) -> Prepared:
         prepared = await self.off_loop(engine.prepare, source, self.sources,
-                                       multiline=multiline)
+                                       multiline=multiline, short=short)
         self.stats.add(prompts=1,
                        edits_shown=sum(s.kind == "edit" for s in prepared.snippets))
         return prepared
+
+    async def prepare_typing(self, engine: CompletionEngine, session: DocumentSession,
+                             source: CompletionInput, multiline: bool,
+                             budget_s: float) -> Prepared:
+        """The window for a keystroke: the full one, unless reading what its slot lacks
+        would not fit `budget_s` and the short window needs less (`lsp.reading`)."""
+        prepared = await self.prepare(engine, source, multiline)
+        if prepared.slot is None or fits_short(engine, prepared) \
+                or not engine.backend.resumable:  # remote engines: no slots known here
+            return prepared
+        shift = bool(engine.backend.options().get("kv_shift"))
+        missing = to_read(session.held.get(prepared.slot), prepared.prompt.tokens, shift=shift)
+        if missing <= self.speed.readable(budget_s * 1000):
+            return prepared
+        short = await self.prepare(engine, source, multiline, short=True)
+        if to_read(session.held.get(short.slot or ""), short.prompt.tokens,
+                   shift=shift) >= missing:
+            return prepared
+        self.stats.add(short_windows=1)
+        if self.on_short is not None:
+            self.on_short(session)
+        return short
+
+    def _noted(self, session: DocumentSession, prepared: Prepared,
+               result: CompletionResult, interactive: bool = True) -> None:
+        """What a run read into its slot, and (interactive runs) how fast."""
+        timings = result.timings
+        evaluated = int(timings.get("evaluated_tokens", 0))
+        read = int(timings.get("reused_tokens", 0)) + evaluated
+        if read:
+            session.note_read(prepared, read)
+        if interactive:
+            self.speed.note(evaluated, float(timings.get("prompt_ms", 0.0)))
 
     async def _multiline(self, engine: CompletionEngine, source: CompletionInput) -> bool:
         """The single/multi-line decision (part of the cache key) from the syntax at the
@@ -167,7 +206,11 @@ class CompletionService:
                     session.adopt(source)
                     self.stats.add(cancelled=1)
                     return Answer("", "none", multiline)
-            prepared = await self.prepare(engine, source, multiline)
+            if invoked or choices > 1:  # the user asked and waits: the whole window
+                prepared = await self.prepare(engine, source, multiline)
+            else:
+                prepared = await self.prepare_typing(engine, session, source, multiline,
+                                                     budget_s)
             session.adopt(source)  # once: the worker is done with the snapshot
             if cancel.cancelled:
                 self.stats.add(cancelled=1)
@@ -188,6 +231,7 @@ class CompletionService:
         finally:
             session.done(cancel)
         result = results[0]
+        self._noted(session, prepared, result)
         alternatives = tuple(r.text for r in results[1:])
         timings = result.timings
         if result.stop_reason != "cancelled" or timings.get("evaluated_tokens", 0):
@@ -323,6 +367,7 @@ class CompletionService:
             session.done(cancel)
             if session.prefetch_target == target:
                 session.prefetch_target = None
+        self._noted(session, prepared, result, interactive=False)
         # No version check: the cache key (the accepted text) is what makes the entry valid.
         if result.text and not cancel.cancelled and result.stop_reason != "cancelled":
             if not result.partial:
@@ -385,6 +430,7 @@ class CompletionService:
                                                background=True)
             finally:
                 session.done(cancel)
+            self._noted(session, prepared, result, interactive=False)
             if cancel.cancelled or not result.text or result.partial:
                 return
             self.cache.put(prefix, suffix, result.multiline, result.text)

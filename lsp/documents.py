@@ -70,5 +70,4 @@ class OpenDocument:
         tail = [s + delta for s in self.starts[last:]]
         # A new list, never a change in place: snapshots taken for requests share the old one.
         self.starts = self.starts[:first] + inserted + tail
-        if self.anchor.start is not None and start < self.anchor.start:
-            self.anchor.start = None  # the text before the window start changed
+        self.anchor.edited(start)  # the text before a window start changed

@@ -58,6 +58,7 @@ from ghostfill.lsp.messages import (
 )
 from ghostfill.lsp.positions import UTF8, UTF16, UTF32
 from ghostfill.lsp.protocol import ARRIVED_AT, GhostfillProtocol, plain
+from ghostfill.lsp.reading import fits_short, to_read
 from ghostfill.lsp.session import DocumentSession
 from ghostfill.lsp.stats import Stats
 from ghostfill.usage import UsageWriter, usage_path
@@ -122,6 +123,7 @@ class GhostfillServer(LanguageServer):
         self._rewarm: asyncio.TimerHandle | None = None
         self.service = CompletionService(self.run_model, self.stats,
                                          SuggestionCache(self.config.server.cache_size))
+        self.service.on_short = self.owe_full_window
 
     # -- helpers ----------------------------------------------------------------------
     @property
@@ -317,7 +319,17 @@ class GhostfillServer(LanguageServer):
         keystroke there. `lsp.warmups` decides the order (the document the user is in
         first) and the position (its last known cursor)."""
         session.warm_owed = True
+        # Read first, for a document the user is not in: its short window, while the full
+        # windows of others wait (`lsp.warmups`).
+        session.short_owed = self.engine is not None and self.engine.short_window is not None
         self._next_warmup()
+
+    def owe_full_window(self, session: DocumentSession) -> None:
+        """A keystroke in `session` was served from the short window: its full window is
+        read once typing pauses (`REWARM_AFTER_S`), a slice at a time."""
+        session.warm_owed = True
+        if self._rewarm is None and self._loop is not None:
+            self._rewarm = self._loop.call_later(REWARM_AFTER_S, self._warm_owed)
 
     def _next_warmup(self) -> None:
         """Start the next owed warm-up, unless one runs or typing holds them back
@@ -327,11 +339,11 @@ class GhostfillServer(LanguageServer):
             return
         if any(s.warming is not None for s in self.sessions.values()):
             return
-        session = warmups.next_to_warm(self.sessions.values())
-        if session is not None:
-            self._start_warm(session)
+        chosen = warmups.next_to_warm(self.sessions.values())
+        if chosen is not None:
+            self._start_warm(*chosen)
 
-    def _start_warm(self, session: DocumentSession) -> None:
+    def _start_warm(self, session: DocumentSession, short: bool = False) -> None:
         """Prefill the document's window into its cache slot.
 
         Cancelled by a request in this document, and given up for a request in any other
@@ -342,17 +354,33 @@ class GhostfillServer(LanguageServer):
         engine = self.engine
         assert engine is not None
         cancel = session.start_background("warm replaced")
-        session.warming, session.warm_owed = cancel, False
+        session.warming, session.warming_short = cancel, short
+        if short:
+            session.short_owed = False
+        else:
+            session.warm_owed = False
         source = session.snapshot(warmups.warm_offset(session))
 
         async def job() -> None:
             try:
                 prepared = await self.service.prepare(engine, source)
+                if short and fits_short(engine, prepared):
+                    # The whole window is no longer than a short one: read it, once (if it
+                    # gives way, it is owed as the short window it also is: `gave_way`).
+                    session.warm_owed = False
+                elif short:
+                    prepared = await self.service.prepare(engine, source, short=True)
                 session.adopt(source)
                 if not cancel.cancelled:
-                    await self.run_background(engine.warm, prepared.prompt.tokens[:-1],
-                                              cancel, prepared.path or None)
-                    self.stats.add(warmed=1)
+                    tokens = prepared.prompt.tokens[:-1]
+                    missing = to_read(session.held.get(prepared.slot or ""), tokens)
+                    evaluated = await self.run_background(engine.warm, tokens, cancel,
+                                                          prepared.slot)
+                    session.note_read(prepared, len(tokens) - max(0, missing - evaluated))
+                    if not cancel.cancelled:
+                        self.stats.add(warmed=1, warmed_short=int(prepared.short))
+                        if not prepared.short:
+                            session.short_owed = False  # the full window is read
             except GhostfillError as e:
                 log.debug("warm-up skipped: %s", e)
             finally:
@@ -374,7 +402,7 @@ class GhostfillServer(LanguageServer):
                 token = other.warming
                 if other is not session and token is not None and not token.cancelled:
                     token.cancel("another document in front")
-                    other.warm_owed = True
+                    warmups.gave_way(other)
         if self.config.server.warm_on_open:
             self.warm(session)
 
@@ -384,16 +412,16 @@ class GhostfillServer(LanguageServer):
         needed: the request reads its window."""
         if offset is not None:
             typing.cursor = offset
-        typing.warm_owed = False
+        typing.warm_owed = typing.short_owed = False
         for session in self.sessions.values():
             token = session.warming
             if session is not typing and token is not None and not token.cancelled:
                 token.cancel("a request in another document")
-                session.warm_owed = True
+                warmups.gave_way(session)
         if self._rewarm is not None:
             self._rewarm.cancel()
             self._rewarm = None
-        if any(s.warm_owed for s in self.sessions.values()):
+        if any(s.warm_owed or s.short_owed for s in self.sessions.values()):
             loop = asyncio.get_running_loop()
             self._rewarm = loop.call_later(REWARM_AFTER_S, self._warm_owed)
 

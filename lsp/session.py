@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ghostfill.backends.base import CancelToken
@@ -54,6 +54,13 @@ class DocumentSession:
         #: given up for a request elsewhere and is owed once typing pauses.
         self.warming: CancelToken | None = None
         self.warm_owed = False
+        #: Whether the running warm-up reads the short window, and whether one is owed
+        #: (read before other documents' full windows: `lsp.warmups`).
+        self.warming_short = False
+        self.short_owed = False
+        #: The prompt ids each of this document's cache slots holds, as far as this server
+        #: knows (`lsp.reading`): whether a keystroke's window can be read in its budget.
+        self.held: dict[str, list[int]] = {}
         #: The cursor's offset as the client last reported it (`textDocument/didFocus`) or
         #: asked at; None: unknown. Where the window is warmed (`lsp.warmups`).
         self.cursor: int | None = None
@@ -109,7 +116,7 @@ class DocumentSession:
         it would be after that edit (a completion item applied, a hole cut out, a suggestion
         accepted). Costs a tree copy (microseconds): the parse happens off the loop."""
         doc = self.doc
-        anchor = replace(doc.anchor)
+        anchor = doc.anchor.copy()
         if edit is None:
             # This request parses on and its tree replaces the document's: it takes over a
             # halted parse (`SyntaxDocument.take`).
@@ -126,8 +133,7 @@ class DocumentSession:
         starts = (doc.starts[:first] + [start + i + 1 for i, ch in enumerate(new_text)
                                         if ch == "\n"]
                   + [s + delta for s in doc.starts[last:]])
-        if anchor.start is not None and start < anchor.start:
-            anchor.start = None
+        anchor.edited(start)
         return CompletionInput(syntax.text, offset, syntax.grammar, syntax, anchor, starts,
                                uri=doc.uri, version=doc.version, language_id=doc.language_id,
                                edited=True)
@@ -154,11 +160,16 @@ class DocumentSession:
                 syntax.edit(start, end, new_text)
             if syntax.text == doc.text:  # always, unless a caller broke the rules above
                 doc.syntax = syntax
-        anchor = replace(source.anchor)
+        anchor = source.anchor.copy()
         for start, _, _ in missed:  # as `OpenDocument.edit` moves the document's anchor
-            if anchor.start is not None and start < anchor.start:
-                anchor.start = None
+            anchor.edited(start)
         doc.anchor = anchor
+
+    def note_read(self, prepared: Prepared, read: int) -> None:
+        """`read` ids of `prepared`'s prompt are now in its cache slot."""
+        slot = prepared.slot
+        if slot is not None:
+            self.held[slot] = prepared.prompt.tokens[:read]
 
     # -- request tokens -------------------------------------------------------------------
     def supersede(self, reason: str) -> CancelToken:

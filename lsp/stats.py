@@ -50,6 +50,10 @@ class Stats:
     #: Windows read ahead into their cache slots, and cursor reports (`textDocument/didFocus`).
     warmed: int = 0
     focused: int = 0
+    #: Of the warm-ups, short windows (`context.shortWindowTokens`); keystrokes served from
+    #: a short window while the full one was not read.
+    warmed_short: int = 0
+    short_windows: int = 0
     #: Suffix checks run (`completion.suffixCheck`), and those that replaced the model's line.
     suffix_checks: int = 0
     suffix_changed: int = 0
@@ -85,8 +89,10 @@ class Stats:
                 "suggestions": {"shown": self.shown, "accepted": self.accepted,
                                 "partial": self.partial, "partial_joined": self.partial_joined,
                                 "late": self.late, "ready_sent": self.ready_sent},
-                "context": {"prompts": self.prompts, "edits_shown": self.edits_shown},
-                "warm_ups": {"done": self.warmed, "focus_reports": self.focused},
+                "context": {"prompts": self.prompts, "edits_shown": self.edits_shown,
+                            "short_windows": self.short_windows},
+                "warm_ups": {"done": self.warmed, "short": self.warmed_short,
+                             "focus_reports": self.focused},
                 "suffix_check": {"ran": self.suffix_checks, "changed": self.suffix_changed,
                                  "blocks_ranked": self.blocks_ranked,
                                  "blocks_reordered": self.blocks_reordered},

@@ -44,6 +44,7 @@ export const SERVER_SETTINGS: readonly string[] = [
   'context.parseBudgetMs',
   'context.suffixBlockTokens',
   'context.suffixBlockLines',
+  'context.shortWindowTokens',
   'server.debounceMs',
   'server.cacheSize',
   'server.prefetch',

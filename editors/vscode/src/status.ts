@@ -33,8 +33,11 @@ export interface Stats {
   cache?: { hits?: number; type_through?: number; misses?: number };
   tokens?: { evaluated?: number; reused?: number };
   suggestions?: { shown?: number; accepted?: number };
-  /** Windows read ahead into their documents' caches, and cursor reports (`didFocus`). */
-  warm_ups?: { done?: number; focus_reports?: number };
+  /** Windows read ahead into their documents' caches (of them, short windows), and cursor
+   * reports (`didFocus`). */
+  warm_ups?: { done?: number; short?: number; focus_reports?: number };
+  /** Keystrokes served from a short window while the file's full window was read. */
+  context?: { prompts?: number; short_windows?: number };
   /** Explicit requests checked against the code below the cursor, and how many of them got
    * another line than the model's first (issue #18); explicit block requests whose
    * candidate blocks were ordered by the code below, and how many of them put another block
@@ -184,8 +187,13 @@ export function formatStats(stats: Stats): string[] {
     `Suggestions: ${shown} shown, ${accepted} accepted${rate}`,
   );
   if (stats.warm_ups) {
-    lines.push(`Warm-ups: ${n(stats.warm_ups.done)} windows read ahead, `
+    const short = stats.warm_ups.short ? ` (${stats.warm_ups.short} short)` : '';
+    lines.push(`Warm-ups: ${n(stats.warm_ups.done)} windows read ahead${short}, `
       + `${n(stats.warm_ups.focus_reports)} cursor reports`);
+  }
+  if (stats.context?.short_windows) {
+    lines.push(`Short windows: ${stats.context.short_windows} suggestions asked while a `
+      + `file's full window was still being read`);
   }
   if (stats.suffix_check) {
     lines.push(`Suffix check: ${n(stats.suffix_check.ran)} run, `

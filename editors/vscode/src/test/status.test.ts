@@ -58,7 +58,8 @@ test('stats text', () => {
     model: 'gemma3-270m', template: 'prefix-only', backend: 'llamacpp', state: 'ready', error: null,
     latency_ms: { p50: 120.4, p95: 300, count: 4 }, cache: { hits: 1, type_through: 2, misses: 3 },
     tokens: { evaluated: 10, reused: 20 }, suggestions: { shown: 4, accepted: 1 },
-    warm_ups: { done: 3, focus_reports: 5 }, suffix_check: { ran: 2, changed: 1, blocks_ranked: 3, blocks_reordered: 2 },
+    warm_ups: { done: 3, short: 2, focus_reports: 5 }, context: { prompts: 9, short_windows: 4 },
+    suffix_check: { ran: 2, changed: 1, blocks_ranked: 3, blocks_reordered: 2 },
   });
   assert.deepEqual(lines, [
     'Model: gemma3-270m (template prefix-only, backend llamacpp)',
@@ -67,7 +68,8 @@ test('stats text', () => {
     'Cache: 1 hits, 2 type-through, 3 misses',
     'Tokens: 10 evaluated, 20 reused',
     'Suggestions: 4 shown, 1 accepted (25%)',
-    'Warm-ups: 3 windows read ahead, 5 cursor reports',
+    'Warm-ups: 3 windows read ahead (2 short), 5 cursor reports',
+    'Short windows: 4 suggestions asked while a file\'s full window was still being read',
     'Suffix check: 2 run, 1 changed the line',
     'Block ranking: 3 run, 2 put another block first',
   ]);
