@@ -27,8 +27,10 @@ import ast
 import asyncio
 import json
 import os
+import shutil
 import sys
 import sysconfig
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -265,7 +267,11 @@ async def replay(spans: list[Span], settings: dict[str, Any], mode: str, *, char
     def log_message(params: types.LogMessageParams) -> None:
         run.messages.append((round(time.monotonic() - started, 3), params.message))
 
-    await client.start_io(sys.executable, "-m", "ghostfill", "serve")
+    # A runtime folder of its own: a shared engine outlives its server, and the next run
+    # would find the windows read into its slots by this one.
+    runtime = Path(tempfile.mkdtemp(prefix="gf-bench-rt-", dir="/tmp"))
+    await client.start_io(sys.executable, "-m", "ghostfill", "serve",
+                          env={**os.environ, "GHOSTFILL_RUNTIME_DIR": str(runtime)})
     await client.initialize_async(types.InitializeParams(
         capabilities=types.ClientCapabilities(), initialization_options=settings))
     client.initialized(types.InitializedParams())
@@ -320,6 +326,12 @@ async def replay(spans: list[Span], settings: dict[str, Any], mode: str, *, char
     await client.shutdown_async(None)
     client.exit(None)
     await client.stop()
+    from ghostfill.backends import engine_control
+    from ghostfill.backends.engine_place import EnginePlace
+
+    for sock in runtime.glob("engine-*.sock"):
+        engine_control.stop(EnginePlace(runtime, sock.stem), timeout=10.0)
+    shutil.rmtree(runtime, ignore_errors=True)
     return run
 
 

@@ -119,8 +119,12 @@ class CompletionService:
         if missing <= self.speed.readable(budget_s * 1000):
             return prepared
         short = await self.prepare(engine, source, multiline, short=True)
-        if to_read(session.held.get(short.slot or ""), short.prompt.tokens,
-                   shift=shift) >= missing:
+        short_missing = to_read(session.held.get(short.slot or ""), short.prompt.tokens,
+                                shift=shift)
+        log.debug("%s: full window %d of %d tokens to read, %d readable in the budget; "
+                  "short window %d", session.uri, missing, len(prepared.prompt.tokens),
+                  self.speed.readable(budget_s * 1000), short_missing)
+        if short_missing >= missing:
             return prepared
         self.stats.add(short_windows=1)
         if self.on_short is not None:

@@ -79,6 +79,9 @@ IDLE_REPARSE_S = 0.25
 IDLE_REPARSE_SLICE_MS = 50.0
 #: Pause in requests after which warm-ups given up for them are resumed.
 REWARM_AFTER_S = 1.0
+#: Pause in typing after which the full window of a document typed in from its short window
+#: is read (a pause between words: the next keystroke stops it, and what it read stays).
+FULL_WINDOW_AFTER_S = 0.3
 #: Threads that hand work to the model: for requests someone waits for, and for background
 #: work (warm-ups, late answers, prefetches). Apart, so that a keystroke's request reaches the
 #: backend while background work runs there, and the backend lets it go first (llama.cpp:
@@ -326,10 +329,14 @@ class GhostfillServer(LanguageServer):
 
     def owe_full_window(self, session: DocumentSession) -> None:
         """A keystroke in `session` was served from the short window: its full window is
-        read once typing pauses (`REWARM_AFTER_S`), a slice at a time."""
+        read from the next pause in typing on (`FULL_WINDOW_AFTER_S`; the document in front
+        goes first), a slice at a time, until a keystroke stops it (what was read stays)."""
         session.warm_owed = True
-        if self._rewarm is None and self._loop is not None:
-            self._rewarm = self._loop.call_later(REWARM_AFTER_S, self._warm_owed)
+        if self._loop is None:
+            return
+        if self._rewarm is not None:
+            self._rewarm.cancel()
+        self._rewarm = self._loop.call_later(FULL_WINDOW_AFTER_S, self._warm_owed)
 
     def _next_warmup(self) -> None:
         """Start the next owed warm-up, unless one runs or typing holds them back
@@ -374,9 +381,14 @@ class GhostfillServer(LanguageServer):
                 if not cancel.cancelled:
                     tokens = prepared.prompt.tokens[:-1]
                     missing = to_read(session.held.get(prepared.slot or ""), tokens)
+                    asked, started = self.stats.requests, time.monotonic()
                     evaluated = await self.run_background(engine.warm, tokens, cancel,
                                                           prepared.slot)
                     session.note_read(prepared, len(tokens) - max(0, missing - evaluated))
+                    if self.stats.requests == asked and not cancel.cancelled:
+                        # Nobody typed meanwhile: no step aside is in the time.
+                        self.service.speed.note(evaluated,
+                                                (time.monotonic() - started) * 1000)
                     if not cancel.cancelled:
                         self.stats.add(warmed=1, warmed_short=int(prepared.short))
                         if not prepared.short:
