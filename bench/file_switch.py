@@ -380,6 +380,73 @@ async def typing_replay(spans: list[Span], settings: dict[str, Any], mode: str,
     return await replay_lsp(spans, settings, f"typing-{mode}", pause_s)
 
 
+# -- what a short window costs ----------------------------------------------------------
+def window_quality(spans: list[Span], chars: int, rounds: int, windows: list[int],
+                   base: dict[str, Any]) -> dict[str, Any]:
+    """At every keystroke position of the replay, the suggestion from the full window and
+    from each short window (`context.shortWindowTokens`), with no deadline: what a short
+    window shows, against the truth and against the full window, apart from timing (which
+    decides in the replay which keystrokes reach the model at all). The model in process,
+    each window in its own slot, read once per file."""
+    from ghostfill.backends.factory import create_backend
+    from ghostfill.completion.snapshot import CompletionInput
+    from ghostfill.config import Config
+    from ghostfill.engine import CompletionEngine
+
+    config = Config().updated(_merge(base, {"server": {"engine": "inprocess"}}))
+    backend = create_backend(config)
+    variants: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for window in [0, *windows]:
+            engine = CompletionEngine(
+                config.updated({"context": {"shortWindowTokens": window}}), backend)
+            name = "full" if not window else f"short {window}"
+            rows = variants.setdefault(name, [])
+            for span in spans:
+                text = erase(span.path.read_text(), span)
+                lines = text.split("\n")
+                offset = sum(len(x) + 1 for x in lines[: span.line]) + span.column
+                for typed in range(1, chars * rounds + 1):
+                    now_text = text[:offset] + span.erased[:typed] + text[offset:]
+                    source = CompletionInput.of_text(now_text, offset + typed,
+                                                     language_id="python",
+                                                     path=str(span.path))
+                    prepared = engine.prepare(source, short=bool(window))
+                    started = time.monotonic()
+                    result = engine.run(prepared, deadline=started + 120, created=started)
+                    rest = span.erased[typed:]
+                    rows.append({"file": span.path.name, "typed": typed,
+                                 "prompt_tokens": len(prepared.prompt.tokens),
+                                 "short": prepared.short, "text": result.text, "rest": rest,
+                                 "matched": _matched(result.text, rest)})
+    finally:
+        backend.close()
+    full = variants["full"]
+    summary = {}
+    for name, rows in variants.items():
+        summary[name] = {
+            "keystrokes": len(rows), "shown": sum(bool(r["text"]) for r in rows),
+            "matched": sum(r["matched"] for r in rows),
+            "same_as_full": sum(r["text"] == f["text"] for r, f in zip(rows, full, strict=True)),
+            "matched_only_here": sum(r["matched"] and not f["matched"]
+                                     for r, f in zip(rows, full, strict=True)),
+            "matched_only_full": sum(f["matched"] and not r["matched"]
+                                     for r, f in zip(rows, full, strict=True)),
+            "prompt_tokens_mean": round(sum(r["prompt_tokens"] for r in rows) / len(rows), 1),
+            "line_similarity_mean": round(sum(line_similarity(r["text"], r["rest"])
+                                              for r in rows) / len(rows), 3),
+        }
+    return {"summary": summary, "rows": variants}
+
+
+def line_similarity(text: str, rest: str) -> float:
+    """How close the suggestion's first line is to what the user types next on the line
+    (difflib's ratio, 0..1): a softer measure than `matched`."""
+    import difflib
+
+    return difflib.SequenceMatcher(None, text.split("\n", 1)[0], rest).ratio()
+
+
 # -- report ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
@@ -411,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short-windows", default="",
                         help="comma list of context.shortWindowTokens values, each run after "
                              "the other for every mode (0: off; default: the product's)")
+    parser.add_argument("--window-quality", action="store_true",
+                        help="instead of the replay: at each keystroke position, the full "
+                             "window's suggestion against each short window's of "
+                             "--short-windows (model in process, no deadline)")
     parser.add_argument("--out", default="bench/results")
     parser.add_argument("--no-plot", action="store_false", dest="plot")
     args = parser.parse_args(argv)
@@ -430,6 +501,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.context_length:
         base.setdefault("model", {})["contextLength"] = args.context_length
     shorts: list[int | None] = [int(v) for v in args.short_windows.split(",") if v] or [None]
+    if args.window_quality:
+        from ghostfill.bench.results import write_results
+
+        windows = [s for s in shorts if s]
+        payload = {"issue": 17, "what": "suggestions at the file-switch replay's keystroke "
+                   "positions: the full window against short windows, no deadline",
+                   "files": [{"file": s.path.name, "line": s.line + 1, "text": s.erased}
+                             for s in spans],
+                   **window_quality(spans, args.chars, args.rounds, windows, base)}
+        print(json.dumps(payload["summary"], indent=1), flush=True)
+        write_results(args.out, "file-switch-quality", "file_switch", argv, payload, None)
+        return 0
     modes = [(m, short) for m in args.modes.split(",") if m for short in shorts]
     load_start = os.getloadavg()
     runs: list[Run] = []

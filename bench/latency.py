@@ -242,6 +242,8 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "whole-lines": {"completion": {"latencyBudgetMs": 5000}},
     "no-type-through-prefetch": {"server": {"cacheSize": 0, "prefetch": False}},
     "prompt-lookup": {"model": {"speculative": "prompt-lookup"}},
+    # Typing always waits for the full window (no short one while it is read).
+    "no-short-window": {"context": {"shortWindowTokens": 0}},
 }
 
 

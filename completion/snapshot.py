@@ -47,6 +47,8 @@ class CompletionInput:
     #: The document's edit count when the snapshot was taken (`DocumentSession.adopt`
     #: replays the edits made since onto the snapshot's tree).
     edits: int = 0
+    #: The snapshot's number in its session: a later one's worker knows more (`adopt`).
+    taken: int = 0
 
     @property
     def path(self) -> str:

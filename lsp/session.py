@@ -84,6 +84,9 @@ class DocumentSession:
         #: The server's edit count at this document's last edit: a request that arrived
         #: before it asked about an older text (`lsp.protocol.ARRIVED_AT`).
         self.edited_at = 0
+        #: Snapshots taken, and the number of the last one adopted (`adopt`).
+        self._taken = 0
+        self._adopted = 0
 
     def stale_for(self, arrived_at: int | None) -> bool:
         """Whether the document was edited after a request that arrived at `arrived_at`."""
@@ -121,9 +124,10 @@ class DocumentSession:
             # This request parses on and its tree replaces the document's: it takes over a
             # halted parse (`SyntaxDocument.take`).
             syntax = doc.syntax.take()
+            self._taken += 1
             return CompletionInput(doc.text, offset, syntax.grammar, syntax, anchor, doc.starts,
                                    uri=doc.uri, version=doc.version, language_id=doc.language_id,
-                                   edits=self.edits)
+                                   edits=self.edits, taken=self._taken)
         syntax = doc.syntax.fork()  # a what-if text: the document keeps its own parse
         start, end, new_text = edit
         first = bisect.bisect_right(doc.starts, start)
@@ -148,10 +152,17 @@ class DocumentSession:
         and it becomes the document's tree. Without this, a file whose reparse needs more
         than one budget would never be parsed while the user types: each request would start
         again from the document's old tree. The anchor (window start, token cache, head) is
-        kept too, moved by the missed edits as the document's own would have been.
+        kept too, moved by the missed edits as the document's own would have been. A snapshot
+        older than one adopted already is not adopted: the later one knows where the user is.
         """
         if source.edited or source.edits < self._journal_start:
             return
+        if source.taken < self._adopted:
+            # A later snapshot was adopted already (a warm-up's prepare that ended after the
+            # request that superseded it): its anchor is for where the user is now, and its
+            # tree took over this one's parse.
+            return
+        self._adopted = source.taken
         doc = self.doc
         missed = self._journal[source.edits - self._journal_start:]
         if not doc.syntax.fresh and doc.syntax is not source.syntax:

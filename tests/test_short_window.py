@@ -162,6 +162,29 @@ def test_warm_ups_read_the_front_window_then_the_others_short_then_full():
     assert b.warm_owed
 
 
+def test_an_older_snapshot_is_not_adopted_after_a_newer_one():
+    # A warm-up at the end of the file prepares (its window starts late in the file) while
+    # the user's request at the cursor prepares too; the warm-up's prepare ends last. Its
+    # anchor must not replace the request's: the next keystroke would keep a window that
+    # starts where the end's did, hundreds of tokens shorter than the budget allows (seen
+    # with short windows on: a keystroke got a 759-token prompt instead of 1,679).
+    s = DocumentSession(OpenDocument.open("file:///tmp/a.py", "python", 1, "x = 1\n" * 400))
+    warm, request = s.snapshot(2400), s.snapshot(1200)
+    request.anchor.start = 600
+    s.adopt(request)
+    warm.anchor.start = 1800
+    s.adopt(warm)
+    assert s.doc.anchor.start == 600
+    # In order, each is adopted.
+    first, second = s.snapshot(2400), s.snapshot(1200)
+    first.anchor.start = 1800
+    s.adopt(first)
+    assert s.doc.anchor.start == 1800
+    second.anchor.start = 300
+    s.adopt(second)
+    assert s.doc.anchor.start == 300
+
+
 def test_nothing_known_in_front_short_windows_first():
     a, b = session("a"), session("b")
     for s in (a, b):

@@ -19,7 +19,7 @@ from ghostfill.completion import suffix_check
 from ghostfill.completion.filters.splice import adds_errors
 from ghostfill.completion.snapshot import CompletionInput
 from ghostfill.config import Config
-from ghostfill.engine import CompletionEngine
+from ghostfill.engine import CompletionEngine, Prepared
 from ghostfill.lsp.protocol import plain
 from tests.sync_client import SyncClient
 from tests.test_engine_process import runtime  # noqa: F401 (the fixture)
@@ -218,10 +218,17 @@ SUM_PRODUCT_AFTER = ("\n        sum_value += n\n        prod_value *= n\n"
                      "    return sum_value, prod_value\n")
 
 
+def prepared_at(engine: CompletionEngine, before: str, after: str, path: str,
+                multiline: bool | None = None) -> Prepared:
+    """The request at the end of `before`, with `after` below the cursor."""
+    source = CompletionInput.of_text(before + after, len(before), language_id="python",
+                                     path=path)
+    return engine.prepare(source, multiline=multiline)
+
+
 def answer(engine: CompletionEngine, check: bool):  # type: ignore[no-untyped-def]
-    source = CompletionInput.of_text(SUM_PRODUCT + SUM_PRODUCT_AFTER, len(SUM_PRODUCT),
-                                     language_id="python", path="sum_product.py")
-    prepared = engine.prepare(source, multiline=False)
+    prepared = prepared_at(engine, SUM_PRODUCT, SUM_PRODUCT_AFTER, "sum_product.py",
+                           multiline=False)
     now = time.monotonic()
     if check:
         return engine.run_choices(prepared, 1, deadline=now + 120, created=now)[0]
@@ -331,9 +338,7 @@ FIBFIB_AFTER = ("\n    if n == 1:\n        return 0\n    if n == 2:\n        ret
 
 
 def fibfib_blocks(engine: CompletionEngine, choices: int):  # type: ignore[no-untyped-def]
-    source = CompletionInput.of_text(FIBFIB + FIBFIB_AFTER, len(FIBFIB), language_id="python",
-                                     path="fibfib.py")
-    prepared = engine.prepare(source)
+    prepared = prepared_at(engine, FIBFIB, FIBFIB_AFTER, "fibfib.py")
     assert prepared.stopper.multiline  # an empty line in a function body: a block
     now = time.monotonic()
     return prepared, engine.run_choices(prepared, choices, deadline=now + 600, created=now)
@@ -371,10 +376,7 @@ def test_invoked_blocks_come_in_the_order_the_code_below_follows_them(gemma_back
 def test_a_single_line_request_is_not_weighed(gemma_backend) -> None:
     engine = CompletionEngine(Config(), gemma_backend)
     # The cursor inside a line: one line is asked for, and there is no block to weigh.
-    source = CompletionInput.of_text(FIBFIB + "    if n" + FIBFIB_AFTER,
-                                     len(FIBFIB) + len("    if n"), language_id="python",
-                                     path="fibfib.py")
-    prepared = engine.prepare(source)
+    prepared = prepared_at(engine, FIBFIB + "    if n", FIBFIB_AFTER, "fibfib.py")
     assert not prepared.stopper.multiline
     now = time.monotonic()
     result = engine.run_choices(prepared, 1, deadline=now + 120, created=now)[0]
