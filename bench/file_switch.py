@@ -511,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                              for s in spans],
                    **window_quality(spans, args.chars, args.rounds, windows, base)}
         print(json.dumps(payload["summary"], indent=1), flush=True)
-        write_results(args.out, "file-switch-quality", "file_switch", argv, payload, None)
+        write_results(args.out, "file-switch-quality", "file_switch", argv, payload,
+                      (lambda path: plot_quality(payload, path)) if args.plot else None)
         return 0
     modes = [(m, short) for m in args.modes.split(",") if m for short in shorts]
     load_start = os.getloadavg()
@@ -636,7 +637,8 @@ def plot_report(data: dict[str, Any], path: Path) -> None:
     switch = [s for s in data["summaries"] if s["kind"] == "file-switch"]
     typing = {(s["mode"], s["repeat"]): s for s in data["summaries"] if s["kind"] == "typing"}
     repeated = len(switch) > len({s["mode"] for s in switch})
-    names = [s["mode"] + (f" #{s['repeat'] + 1}" if repeated else "") for s in switch]
+    names = [s["mode"].replace(", ", "\n") + (f" #{s['repeat'] + 1}" if repeated else "")
+             for s in switch]
     bars = [("all p50", "p50_ms", None), ("all p95", "p95_ms", None),
             ("switch 1st p50", "switch_first_p50_ms", None),
             ("switch 1st p95", "switch_first_p95_ms", None),
@@ -650,7 +652,7 @@ def plot_report(data: dict[str, Any], path: Path) -> None:
                        values, width, label=label, color=colors[j % len(colors)])
         ax.bar_label(drawn, labels=[f"{v:.0f}" for v in values], fontsize=6, padding=1)
     ax.axhline(SWITCH_P95_TARGET_MS, color="red", linestyle="--", linewidth=0.8)
-    ax.set_xticks(range(len(switch)), names)
+    ax.set_xticks(range(len(switch)), names, fontsize=6)
     ax.set_ylabel("ms")
     ax.set_title("latency (red: 250 ms, the switch p95 goal)", fontsize=9)
     ax.legend(fontsize=6, ncols=2)
@@ -669,12 +671,47 @@ def plot_report(data: dict[str, Any], path: Path) -> None:
                        values, width, label=label, color=colors[(j + 6) % len(colors)])
         ax.bar_label(drawn, labels=[f"{v:.0f}" for v in values], fontsize=6, padding=1)
     ax.axhline(100 * SHOWN_SHARE_TARGET, color="red", linestyle="--", linewidth=0.8)
-    ax.set_xticks(range(len(switch)), names)
+    ax.set_xticks(range(len(switch)), names, fontsize=6)
     ax.set_ylim(0, 110)
     ax.set_ylabel("% of keystrokes")
     ax.set_title("suggestions (red: the 75 % goal)", fontsize=9)
     ax.legend(fontsize=6)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_quality(data: dict[str, Any], path: Path) -> None:
+    """Per window: suggestions whose first line starts the truth, those equal to the full
+    window's, and the mean line similarity (right axis). From the result JSON alone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = data["summary"]
+    names = list(summary)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    width = 0.38
+    xs = range(len(names))
+    for j, (key, label) in enumerate((("matched", "first line matches the truth"),
+                                      ("same_as_full", "same as the full window's"))):
+        values = [summary[n][key] for n in names]
+        bars = ax.bar([x + (j - 0.5) * width for x in xs], values, width, label=label)
+        ax.bar_label(bars, fontsize=7)
+    ax.set_xticks(list(xs), [f"{n}\n({summary[n]['prompt_tokens_mean']:.0f} tokens)"
+                             for n in names])
+    ax.set_ylabel(f"of {summary[names[0]]['keystrokes']} keystroke positions")
+    right = ax.twinx()
+    right.plot(list(xs), [summary[n]["line_similarity_mean"] for n in names], "ko-",
+               label="line similarity (right)")
+    right.set_ylim(0, 1)
+    right.set_ylabel("mean line similarity")
+    files = ", ".join(f["file"] for f in data["files"])
+    ax.set_title(f"full window vs short windows, no deadline ({files})", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    right.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
