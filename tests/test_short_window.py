@@ -252,6 +252,15 @@ async def test_a_window_not_read_is_served_short_and_read_whole_behind(short_512
     assert second.tokens.reused - s.tokens.reused > 1500
 
 
+async def test_an_invoked_request_waits_for_the_whole_window(short_512: LanguageClient):
+    # The user asked and waits: never the short window, however much is left to read.
+    client, uri = short_512, "file:///tmp/gf-short/tw.py"
+    open_doc(client, uri, emptied())
+    await inline(client, uri, LINE, COLUMN, invoked=True)
+    s = await stats(client)
+    assert s.context.short_windows == 0 and s.tokens.evaluated > 1500, s.tokens
+
+
 async def test_with_the_short_window_off_the_keystroke_reads_the_whole_window(
         short_off: LanguageClient):
     client, uri = short_off, "file:///tmp/gf-short/tw.py"
