@@ -114,16 +114,22 @@ class CompletionService:
         if prepared.slot is None or fits_short(engine, prepared) \
                 or not engine.backend.resumable:  # remote engines: no slots known here
             return prepared
-        shift = bool(engine.backend.options().get("kv_shift"))
-        missing = to_read(session.held.get(prepared.slot), prepared.prompt.tokens, shift=shift)
-        if missing <= self.speed.readable(budget_s * 1000):
+        held, readable = session.held.get(prepared.slot), self.speed.readable(budget_s * 1000)
+        missing = to_read(held, prepared.prompt.tokens)
+        if missing <= readable:  # most keystrokes: a few new tokens after what is held
             return prepared
+        # Past this point the window moved or is not read: what a shifting cache keeps counts.
+        shift = bool(engine.backend.options().get("kv_shift"))
+        if shift:
+            missing = to_read(held, prepared.prompt.tokens, shift=True)
+            if missing <= readable:
+                return prepared
         short = await self.prepare(engine, source, multiline, short=True)
         short_missing = to_read(session.held.get(short.slot or ""), short.prompt.tokens,
                                 shift=shift)
         log.debug("%s: full window %d of %d tokens to read, %d readable in the budget; "
                   "short window %d", session.uri, missing, len(prepared.prompt.tokens),
-                  self.speed.readable(budget_s * 1000), short_missing)
+                  readable, short_missing)
         if short_missing >= missing:
             return prepared
         self.stats.add(short_windows=1)

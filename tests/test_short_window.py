@@ -217,6 +217,16 @@ async def short_off(lsp_client: LanguageClient):
     await lsp_client.shutdown_session()
 
 
+async def warmed(client: LanguageClient, done: int, what: str, timeout_s: float = 180) -> Any:
+    """The statistics once `done` warm-ups have ended."""
+    for _ in range(int(timeout_s / 0.05)):
+        s = await stats(client)
+        if s.warm_ups.done >= done:
+            return s
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}: {s.warm_ups}")
+
+
 async def keystroke(client: LanguageClient, uri: str, version: int, typed: int) -> Any:
     """Type "#" at the cursor (after `typed` characters typed there; a comment, never the
     start of the suggestion shown, so the model answers) and ask as the editor does while
@@ -237,13 +247,7 @@ async def test_a_window_not_read_is_served_short_and_read_whole_behind(short_512
     assert first.context.short_windows == 1
     assert 300 < first.tokens.evaluated <= 512, first.tokens
     # Its full window is then owed: read once typing pauses.
-    for _ in range(2400):
-        s = await stats(client)
-        if s.warm_ups.done >= 1:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the full window was not read behind the short one")
+    s = await warmed(client, 1, "the full window read behind the short one")
     assert s.warm_ups.short == 0, s.warm_ups  # the full window (warm-ups count no tokens)
     # The next keystroke finds its full window read: a few new tokens, the rest reused.
     second = await keystroke(client, uri, 2, 0)
@@ -289,13 +293,7 @@ async def test_files_the_user_is_not_in_get_their_short_window_read_first(
     open_doc(client, b, emptied())
     focus(client, b, LINE, COLUMN, active=False)
     open_doc(client, c, "import os\n\n\ndef main():\n    return os.getcwd()\n")
-    for _ in range(3600):
-        s = await stats(client)
-        if s.warm_ups.done >= 4:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError(f"the warm-ups did not end: {s.warm_ups}")
+    await warmed(client, 4, "the four warm-ups")
     # a's full window, b's short one, c whole (its window fits a short one: read once),
     # then b's full window; nothing else.
     await asyncio.sleep(1.0)

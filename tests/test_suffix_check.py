@@ -294,19 +294,32 @@ def test_an_answer_that_already_binds_a_needed_name_is_kept(gemma_backend) -> No
         assert "suffix_check" not in result.extra
 
 
+def invoked_server() -> SyncClient:
+    """The real server over stdio, the model in process, with an invoked budget no loaded
+    machine runs out of (the check and the ranking run within it)."""
+    return SyncClient(settings={"server": {"debounceMs": 0, "engine": "inprocess",
+                                           "prefetch": False, "warmOnOpen": False},
+                                "completion": {"invokedBudgetMs": 600_000}})
+
+
+def invoked_texts(server: SyncClient, path: Path, before: str, after: str) -> list[str]:
+    """The suggestions of an invoked request at the end of `before` (column 0 of its last,
+    empty line), with `after` below."""
+    uri = path.as_uri()
+    server.open(uri, before + after)
+    result = server.inline(uri, before.count("\n"), 0, invoked=True)
+    return [i.insert_text if isinstance(i.insert_text, str) else i.insert_text.value
+            for i in result.items]
+
+
 def test_the_server_shows_the_checked_line_and_counts_it(tmp_path: Path) -> None:
     """The real server over stdio, the real model in process: an invoked request at the hole
     gets the line binding `n` first, and `ghostfill/stats` counts the check."""
-    # A budget no loaded machine runs out of: the check runs within the invoked budget.
-    server = SyncClient(settings={"server": {"debounceMs": 0, "engine": "inprocess",
-                                             "prefetch": False, "warmOnOpen": False},
-                                  "completion": {"invokedBudgetMs": 600_000}})
+    server = invoked_server()
     try:
-        uri = (tmp_path / "sum_product.py").as_uri()
-        server.open(uri, SUM_PRODUCT + SUM_PRODUCT_AFTER)
-        result = server.inline(uri, SUM_PRODUCT.count("\n"), 0, invoked=True)
-        first = result.items[0].insert_text
-        assert (first if isinstance(first, str) else first.value).startswith("    for n in ")
+        texts = invoked_texts(server, tmp_path / "sum_product.py", SUM_PRODUCT,
+                              SUM_PRODUCT_AFTER)
+        assert texts[0].startswith("    for n in ")
         stats = plain(server.request("ghostfill/stats", None))
         # An empty line in a body asks for a block: the blocks were weighed too, and the
         # checked header (its body is the code below) stayed in front.
@@ -387,15 +400,9 @@ def test_the_server_shows_the_ranked_block_first_and_counts_it(tmp_path: Path) -
     """The real server over stdio, the real model in process: an invoked request at an empty
     line in a function body shows the block the code below continues first, the others after
     it, and `ghostfill/stats` counts the ranking."""
-    server = SyncClient(settings={"server": {"debounceMs": 0, "engine": "inprocess",
-                                             "prefetch": False, "warmOnOpen": False},
-                                  "completion": {"invokedBudgetMs": 600_000}})
+    server = invoked_server()
     try:
-        uri = (tmp_path / "fibfib.py").as_uri()
-        server.open(uri, FIBFIB + FIBFIB_AFTER)
-        result = server.inline(uri, FIBFIB.count("\n"), 0, invoked=True)
-        texts = [i.insert_text if isinstance(i.insert_text, str) else i.insert_text.value
-                 for i in result.items]
+        texts = invoked_texts(server, tmp_path / "fibfib.py", FIBFIB, FIBFIB_AFTER)
         assert texts[0].startswith("    if n == 0:\n        return 0")
         assert len(texts) == 3 and len(set(texts)) == 3
         stats = plain(server.request("ghostfill/stats", None))
