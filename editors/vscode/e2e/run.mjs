@@ -700,7 +700,7 @@ const cases = {
       const screenshot = await shot(name);
       await press('Escape');
       await dialog.waitFor({ state: 'hidden', timeout: 15000 }).catch(() => undefined);
-      const m = /Warm-ups: (\d+) windows read ahead, (\d+) cursor reports/.exec(text);
+      const m = /Warm-ups: (\d+) windows read ahead(?: \(\d+ short\))?, (\d+) cursor reports/.exec(text);
       return { count: m ? Number(m[2]) : -1, warmed: m ? Number(m[1]) : -1, text, screenshot };
     };
     const before = await reports('focus-before');
