@@ -332,11 +332,16 @@ class GhostfillServer(LanguageServer):
         read from the next pause in typing on (`FULL_WINDOW_AFTER_S`; the document in front
         goes first), a slice at a time, until a keystroke stops it (what was read stays)."""
         session.warm_owed = True
-        if self._loop is None:
-            return
+        self._rewarm_after(FULL_WINDOW_AFTER_S)
+
+    def _rewarm_after(self, delay_s: float | None) -> None:
+        """Resume owed warm-ups after `delay_s` without requests (None: not now), replacing
+        the pause counted so far."""
         if self._rewarm is not None:
             self._rewarm.cancel()
-        self._rewarm = self._loop.call_later(FULL_WINDOW_AFTER_S, self._warm_owed)
+            self._rewarm = None
+        if delay_s is not None and self._loop is not None:
+            self._rewarm = self._loop.call_later(delay_s, self._warm_owed)
 
     def _next_warmup(self) -> None:
         """Start the next owed warm-up, unless one runs or typing holds them back
@@ -430,12 +435,8 @@ class GhostfillServer(LanguageServer):
             if session is not typing and token is not None and not token.cancelled:
                 token.cancel("a request in another document")
                 warmups.gave_way(session)
-        if self._rewarm is not None:
-            self._rewarm.cancel()
-            self._rewarm = None
-        if any(s.warm_owed or s.short_owed for s in self.sessions.values()):
-            loop = asyncio.get_running_loop()
-            self._rewarm = loop.call_later(REWARM_AFTER_S, self._warm_owed)
+        owed = any(s.warm_owed or s.short_owed for s in self.sessions.values())
+        self._rewarm_after(REWARM_AFTER_S if owed else None)
 
     def _warm_owed(self) -> None:
         self._rewarm = None
